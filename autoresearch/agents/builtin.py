@@ -1,0 +1,130 @@
+"""The builtin agent: no LLM, no network. It tunes train.py's UPPER_CASE constants with Optuna.
+
+Each proposal: find the constants named in the `[search]` ranges with `ast`, rebuild an
+Optuna TPE study from the trial history (each recorded trial's constants and its metric;
+crashes count as failures), ask it for a point, and apply only the one or two constants that
+moved furthest from the best's values, so every trial is one readable change
+(`MATRIX_LR 0.04 -> 0.05`). Literals are rewritten in place: comments and layout stay.
+
+Ranges: `[search]` in autoresearch.toml, NAME = [low, high, scale] with scale one of
+"log", "linear", "int", "int_log".
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from autoresearch import knobs
+from autoresearch.agents import Agent, Context, Proposal
+from autoresearch.errors import ConfigError
+
+SCALES = ("log", "linear", "int", "int_log")
+
+
+def _distribution(name: str, spec, current):
+    import optuna
+    if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3):
+        raise ConfigError(f"[search] {name} must be [low, high] or [low, high, scale]")
+    lo, hi = spec[0], spec[1]
+    scale = spec[2] if len(spec) == 3 else ("int" if isinstance(current, int) else "linear")
+    if scale not in SCALES:
+        raise ConfigError(f"[search] {name}: scale {scale!r} is not one of {', '.join(SCALES)}")
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo < hi):
+        raise ConfigError(f"[search] {name}: need numbers low < high, got {lo!r}, {hi!r}")
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        lo, hi = min(lo, current), max(hi, current)      # the file's value is always a valid point
+    log = scale in ("log", "int_log")
+    if log and lo <= 0:
+        raise ConfigError(f"[search] {name}: a log range needs low > 0")
+    if scale.startswith("int"):
+        return optuna.distributions.IntDistribution(int(math.floor(lo)), int(math.ceil(hi)), log=log)
+    return optuna.distributions.FloatDistribution(float(lo), float(hi), log=log)
+
+
+def _round(value, dist):
+    """3 significant digits: readable diffs, and a grid coarse enough to repeat itself rarely."""
+    if isinstance(value, int):
+        return value
+    if value == 0:
+        return 0.0
+    digits = 3 - int(math.floor(math.log10(abs(value)))) - 1
+    value = round(value, digits)
+    return min(max(value, dist.low), dist.high)
+
+
+def _distance(a, b, dist) -> float:
+    if dist.log:
+        return abs(math.log(max(a, 1e-300)) - math.log(max(b, 1e-300))) / (math.log(dist.high) - math.log(dist.low) or 1)
+    return abs(a - b) / ((dist.high - dist.low) or 1)
+
+
+def _inside(value, dist) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return dist.low <= value <= dist.high
+
+
+class BuiltinAgent(Agent):
+    name = "builtin"
+
+    def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5):
+        self.file = file                      # which editable file holds the constants (default: first .py)
+        self.max_changes = max(1, max_changes)
+        self.n_startup_trials = n_startup_trials
+
+    def check(self) -> None:
+        import optuna  # noqa: F401  (a clear ImportError if the install is broken)
+
+    def propose(self, context: Context) -> Proposal:
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        name = self.file or next((f for f in context.editable if f.endswith(".py")), None)
+        if name is None or name not in context.files:
+            return Proposal("", invalid="the builtin agent needs an editable .py file with UPPER_CASE constants")
+        source = context.files[name]
+        found = knobs.find(source)
+        space = {k: v for k, v in context.search.items() if k in found and not isinstance(found[k].value, (bool, str))}
+        if not space:
+            return Proposal("", invalid=f"no [search] range names an UPPER_CASE constant of {name}; add ranges "
+                                        f"to autoresearch.toml [search]")
+        current = {k: found[k].value for k in space}
+        dists = {k: _distribution(k, space[k], current[k]) for k in space}
+        direction = context.direction
+        sampler = optuna.samplers.TPESampler(seed=context.seed * 100003 + context.trial_number,
+                                             n_startup_trials=self.n_startup_trials, multivariate=True)
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        seen = set()
+        for t in context.history:
+            params = (t.extra or {}).get("knobs") or {}
+            point = {k: params[k] for k in dists if k in params}
+            if len(point) != len(dists) or not all(_inside(v, dists[k]) for k, v in point.items()):
+                continue
+            seen.add(tuple(sorted(point.items())))
+            if t.state.value in ("keep", "discard") and t.value is not None and math.isfinite(t.value):
+                trial = optuna.trial.create_trial(params=point, distributions=dists, value=t.value)
+            elif t.state.value in ("crash", "timeout"):
+                trial = optuna.trial.create_trial(params=point, distributions=dists,
+                                                  state=optuna.trial.TrialState.FAIL)
+            else:
+                continue
+            study.add_trial(trial)
+        rng = random.Random(context.seed * 7919 + context.trial_number)
+        for _ in range(20):
+            asked = study.ask(dists)
+            sampled = {k: _round(v, dists[k]) for k, v in asked.params.items()}
+            moved = sorted((k for k in dists if sampled[k] != current[k]),
+                           key=lambda k: _distance(sampled[k], current[k], dists[k]), reverse=True)
+            if not moved:
+                study.tell(asked, state=optuna.trial.TrialState.FAIL)
+                continue
+            n = 1 if rng.random() < 0.6 or self.max_changes == 1 else min(self.max_changes, len(moved))
+            change = {k: sampled[k] for k in moved[:n]}
+            point = dict(current, **change)
+            study.tell(asked, state=optuna.trial.TrialState.FAIL)  # only to move on; not a result
+            if tuple(sorted(point.items())) in seen:
+                continue
+            (context.root / name).write_text(knobs.rewrite(source, change))
+            desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
+            return Proposal(desc, extra={"params": point})
+        return Proposal("", invalid="the search found no untried point near the best after 20 draws")

@@ -1,0 +1,180 @@
+"""The command line: parse flags, call the API, print. AutoresearchError -> message, exit 1.
+
+    autoresearch init runs/demo --profile cpu      # a workspace: git repo + harness + branch
+    autoresearch prepare -C runs/demo              # data and tokenizer for its profile
+    autoresearch run -C runs/demo --max-trials 10  # the study (Ctrl-C stops cleanly; run again resumes)
+    autoresearch status -C runs/demo               # best, counts, last trials, what runs now
+    autoresearch report -C runs/demo               # report.md + progress.png
+    autoresearch agents                            # which agents are installed and usable here
+
+Also `python -m autoresearch ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from autoresearch.errors import AutoresearchError, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autoresearch", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def ws(sp, tag=True):
+        sp.add_argument("-C", "--workspace", default=os.environ.get("AUTORESEARCH_WORKSPACE", "."),
+                        help="the workspace folder (default: current folder, or $AUTORESEARCH_WORKSPACE)")
+        if tag:
+            sp.add_argument("--tag", help="the run tag (branch autoresearch/<tag>); default: the checked-out one")
+
+    sp = sub.add_parser("init", help="make a workspace: a git repo with the harness on branch autoresearch/<tag>")
+    sp.add_argument("directory")
+    sp.add_argument("--profile", help="smoke | cpu | mps | h100 (default: detected from the machine)")
+    sp.add_argument("--tag", help="run tag (default: today's date, e.g. nov26); an existing tag is resumed")
+    sp.add_argument("--data", default="embedded", help="embedded | climbmix | a folder of .parquet/.txt files")
+
+    sp = sub.add_parser("prepare", help="prepare data and tokenizer for the workspace's profile")
+    ws(sp, tag=False)
+
+    sp = sub.add_parser("run", help="run the study: baseline, then propose / run / judge / keep, until a limit")
+    ws(sp)
+    sp.add_argument("--agent", help="builtin (default) | claude | codex | openai | anthropic | command | a plug-in")
+    sp.add_argument("--model", help="the agent's model")
+    sp.add_argument("--base-url", help="the agent's API endpoint (openai, anthropic)")
+    sp.add_argument("-o", "--agent-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="another agent option, e.g. -o max_turns=20 (repeatable)")
+    sp.add_argument("--max-trials", type=int, help="stop after N trials in this run (baseline not counted)")
+    sp.add_argument("--hours", type=float, help="stop after H hours")
+    sp.add_argument("--max-cost", type=float, help="stop when the agent has cost this many US dollars in total")
+    sp.add_argument("--baseline-runs", type=int, help="baseline repeats to measure noise (default 3)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--workers", type=int, help="trials in flight at once (default 1)")
+    sp.add_argument("--executor", choices=["local", "ray"], help="where runs happen (default local)")
+    sp.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+
+    sp = sub.add_parser("status", help="the best trial, counts by state, the last trials, what is running")
+    ws(sp)
+    sp.add_argument("-n", "--last", type=int, default=10, help="how many recent trials to list")
+
+    sp = sub.add_parser("report", help="write report.md and progress.png in the workspace")
+    ws(sp)
+
+    sub.add_parser("agents", help="list the agents installed and whether each is usable here")
+    return p
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"agent option {pair!r} is not KEY=VALUE")
+        key, value = pair.split("=", 1)
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        if value in ("true", "false"):
+            value = value == "true"
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _cmd_run(args) -> int:
+    from autoresearch.config import Config
+    from autoresearch.display import Console
+    from autoresearch.harness import Harness
+    from autoresearch.study import Study
+    from autoresearch.workspace import Workspace
+
+    ws = Workspace(args.workspace, tag=args.tag)
+    harness = Harness.load(ws.root)
+    config = Config.load(harness.section("study"), agent=args.agent, max_trials=args.max_trials, hours=args.hours,
+                         max_cost=args.max_cost, baseline_runs=args.baseline_runs, seed=args.seed,
+                         workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    options = _options(args.agent_option)
+    if args.model:
+        options["model"] = args.model
+    if args.base_url:
+        options["base_url"] = args.base_url
+    display = Console(metric=harness.metric)
+    study = Study(ws, agent=config.agent, agent_options=options, config=config, display=display)
+    display.message(f"study on {ws.branch} in {ws.root} (agent {config.agent}, profile {harness.profile or '-'}, "
+                    f"budget {harness.budget:.0f} s)")
+    if config.workers > 1 or config.executor != "local":
+        from autoresearch.executors import parallel_optimize
+        parallel_optimize(study)
+    else:
+        study.optimize()
+    from autoresearch import report
+    report.write(ws, harness, study.trials)
+    print(report.summary(study.trials, harness.metric, harness.direction, ws.tag))
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from autoresearch import report
+    from autoresearch.study import load_trials
+    ws, harness, trials = load_trials(args.workspace, args.tag)
+    dir_ = ws.root / ".autoresearch" / ws.tag
+    print(report.summary(trials, harness.metric, harness.direction, ws.tag, report.running(dir_), last=args.last))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from autoresearch import report
+    from autoresearch.study import load_trials
+    ws, harness, trials = load_trials(args.workspace, args.tag)
+    if not trials:
+        raise AutoresearchError(f"no trials recorded on tag {ws.tag}: run `autoresearch run` first")
+    md, png = report.write(ws, harness, trials)
+    print(f"wrote {md} and {png}")
+    return 0
+
+
+def _cmd_agents(args) -> int:
+    from autoresearch import agents
+    for name, source, state in agents.status():
+        print(f"{name:12} {source:16} {state}")
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.command:
+        _parser().print_help()
+        return 1
+    # a polite kill (SIGTERM) stops like Ctrl-C: the run in flight is killed, nothing recorded is lost
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.command == "init":
+            from autoresearch.workspace import init
+            ws = init(args.directory, profile=args.profile, tag=args.tag, data=args.data)
+            print(f"workspace {ws.root} on branch {ws.branch}\nnext: autoresearch prepare -C {args.directory} && "
+                  f"autoresearch run -C {args.directory}")
+            return 0
+        if args.command == "prepare":
+            from autoresearch.study import prepare
+            prepare(args.workspace, progress=lambda line: print(line, flush=True))
+            return 0
+        return {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "agents": _cmd_agents}[args.command](args)
+    except AutoresearchError as e:
+        print(f"autoresearch: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("autoresearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Config: the study's settings, one frozen dataclass.
+
+Precedence: the `[study]` table of autoresearch.toml < env AUTORESEARCH_<NAME> < flags.
+(The harness itself, files and commands, is `Harness`; this is how the loop behaves.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from autoresearch.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: str = "builtin"            # builtin | claude | codex | openai | anthropic | command | a plug-in
+    baseline_runs: int = 3            # the baseline runs this many times to measure noise
+    sigma: float = 2.0                # keep only gains above sigma x the standard error of the difference
+    min_delta: float = 0.0            # ... and at least this large (metric units)
+    confirm_band: float = 1.0         # a gain within this many standard errors of the threshold is re-run
+    max_repeats: int = 3              # measurements of one candidate at most
+    prior_sd: float = 0.0             # noise sd assumed until repeats measure one
+    max_agent_failures: int = 5       # this many agent failures in a row stop the study
+    memory_limit_mb: float = 0.0      # kill a run above this RSS; 0 = 80% of the machine's memory
+    max_trials: int | None = None     # trials in this invocation (baseline not counted)
+    hours: float | None = None        # wall-clock hours for this invocation
+    max_cost: float | None = None     # US dollars of agent cost on this tag, in total
+    seed: int = 0
+    workers: int = 1                  # trials in flight at once
+    executor: str = "local"           # local | ray
+    ray_address: str = ""             # join this Ray cluster; "" = start a local one
+    rescore: bool = True              # re-score with the harness' protected evaluator when it has one
+
+    @classmethod
+    def load(cls, table: dict | None = None, environ: dict | None = None, **flags) -> "Config":
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict = {}
+        for source, items in (("autoresearch.toml [study]", (table or {}).items()),
+                              ("environment", ((k[len("AUTORESEARCH_"):].lower(), v) for k, v in environ.items()
+                                               if k.startswith("AUTORESEARCH_")
+                                               and k[len("AUTORESEARCH_"):].lower() in fields)),
+                              ("flags", ((k, v) for k, v in flags.items() if v is not None))):
+            for key, raw in items:
+                if key not in fields:
+                    raise ConfigError(f"unknown setting {key!r} in {source}; known: {', '.join(fields)}")
+                values[key] = _coerce(key, raw, fields[key], source)
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.baseline_runs < 1:
+            raise ConfigError("baseline_runs must be at least 1")
+        if self.max_repeats < 1:
+            raise ConfigError("max_repeats must be at least 1")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown executor {self.executor!r}; known: local, ray")
+        if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
+            raise ConfigError("sigma, min_delta and confirm_band must not be negative")
+
+    def memory_limit(self) -> float:
+        if self.memory_limit_mb:
+            return self.memory_limit_mb
+        try:
+            import psutil
+            return 0.8 * psutil.virtual_memory().total / 2**20
+        except Exception:
+            return 0.0
+
+    def replace(self, **kw) -> "Config":
+        return dataclasses.replace(self, **kw)
+
+
+def _coerce(key: str, raw, field, source: str):
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    try:
+        if raw is None:
+            return None
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {raw!r} in {source} is not a valid {kind.split(' ')[0]}") from None

@@ -1,0 +1,72 @@
+"""Display: what a person watching a study sees.
+
+On a terminal, one live line (trial, seconds left, current loss, best so far) redrawn in
+place; elsewhere (CI, a log file) plain lines, one per event. `Quiet` shows nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Quiet:
+    """The do-nothing display (tests, the Python API by default)."""
+
+    def message(self, text: str) -> None: ...
+    def trial_started(self, number: int, description: str, budget: float) -> None: ...
+    def progress(self, progress) -> None: ...
+    def trial_done(self, trial, best) -> None: ...
+
+
+class Console(Quiet):
+    def __init__(self, stream=None, live: bool | None = None, metric: str = "val_bpb"):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.metric = metric
+        self.best_value = None
+        self._label = ""
+        self._budget = 0.0
+        self._last = 0.0
+
+    def _clear(self):
+        if self.live:
+            self.stream.write("\r\033[K")
+
+    def message(self, text: str) -> None:
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def trial_started(self, number: int, description: str, budget: float) -> None:
+        self._label = f"trial {number}" if number else "baseline"
+        self._budget = budget
+        self.message(f"[{self._label}] {description}")
+
+    def progress(self, progress) -> None:
+        if not self.live:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        parts = [self._label]
+        if progress.remaining is not None:
+            parts.append(f"{progress.remaining:.0f}s left")
+        if progress.step is not None:
+            parts.append(f"step {progress.step}")
+        if progress.loss is not None:
+            parts.append(f"loss {progress.loss:.4f}")
+        if self.best_value is not None:
+            parts.append(f"best {self.metric} {self.best_value:.6f}")
+        self.stream.write("\r\033[K" + " | ".join(parts))
+        self.stream.flush()
+
+    def trial_done(self, trial, best) -> None:
+        if best is not None and best.value is not None:
+            self.best_value = best.value
+        value = f"{trial.value:.6f}" if trial.value is not None else "-"
+        n = f" x{len(trial.values)}" if len(trial.values) > 1 else ""
+        why = f" ({trial.reason.splitlines()[0][:120]})" if trial.reason and trial.state.value != "keep" else ""
+        self.message(f"[{self._label or trial.number}] {trial.state.value.upper()} {self.metric}={value}{n} "
+                     f"{trial.description}{why}")

@@ -1,0 +1,212 @@
+"""Harness: what a study runs, as data in the workspace's `autoresearch.toml`.
+
+The files an agent may edit, the read-only ones, the run / prepare / score commands, the
+metric and its direction, the time budget. Nothing in the loop is specific to GPT training:
+any repository with an `autoresearch.toml` is a harness. `copy_into()` lays down the default
+GPT harness for a profile: prepare.py, train.py and program.md beside this file are package
+data, copied into a workspace and run there, never imported by the tool.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from autoresearch import knobs
+from autoresearch.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+TOML = "autoresearch.toml"
+HARNESS_FILES = ("prepare.py", "train.py", "program.md")
+
+
+@dataclass(frozen=True)
+class Harness:
+    root: Path
+    editable: tuple[str, ...] = ("train.py",)
+    readonly: tuple[str, ...] = ("prepare.py",)
+    run: str = "python train.py"
+    prepare: str = ""                 # "" = nothing to prepare
+    check: str = ""                   # exits 0 when prepared; "" = no check
+    score: str = ""                   # re-scorer; {model} is the saved model's path; "" = trust the run
+    metric: str = "val_bpb"
+    direction: str = "minimize"
+    budget: float = 60.0              # seconds of training the harness is allowed
+    allowance: float = 0.0            # extra seconds for start-up and eval; 0 = automatic
+    profile: str = ""
+    data: str = ""
+    program: str = "program.md"       # the agent's instructions
+    score_tolerance: float = 1e-3     # relative: printed vs re-scored metric
+    search: dict = field(default_factory=dict)   # builtin agent: NAME -> [low, high, "log"|"int"|...]
+    raw: dict = field(default_factory=dict)      # the whole parsed toml (agents, prices, study)
+
+    @classmethod
+    def load(cls, root: str | Path) -> "Harness":
+        root = Path(root).resolve()
+        path = root / TOML
+        if not path.exists():
+            raise ConfigError(f"{path} not found: run `autoresearch init {root}` to make a workspace, "
+                              f"or write an {TOML} describing your harness")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}. Fix the file (see README: autoresearch.toml)") from e
+        h = raw.get("harness", {})
+        if not isinstance(h, dict):
+            raise ConfigError(f"{path}: [harness] must be a table")
+        known = {"editable", "readonly", "run", "prepare", "check", "score", "metric", "direction", "budget",
+                 "allowance", "program", "score_tolerance"}
+        unknown = set(h) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) in [harness]: {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
+        kw = {k: h[k] for k in known if k in h}
+        for k in ("editable", "readonly"):
+            if k in kw:
+                if not isinstance(kw[k], list) or not all(isinstance(x, str) for x in kw[k]):
+                    raise ConfigError(f"{path}: harness.{k} must be a list of file names")
+                kw[k] = tuple(kw[k])
+        for k in ("budget", "allowance", "score_tolerance"):
+            if k in kw and (not isinstance(kw[k], (int, float)) or kw[k] < 0):
+                raise ConfigError(f"{path}: harness.{k} must be a non-negative number")
+        if kw.get("direction", "minimize") not in ("minimize", "maximize"):
+            raise ConfigError(f"{path}: harness.direction must be \"minimize\" or \"maximize\"")
+        search = raw.get("search", {})
+        if not isinstance(search, dict):
+            raise ConfigError(f"{path}: [search] must be a table of NAME = [low, high] ranges")
+        harness = cls(root=root, profile=str(raw.get("profile", "")), data=str(raw.get("data", "")),
+                      search=search, raw=raw, **kw)
+        if not harness.editable:
+            raise ConfigError(f"{path}: harness.editable is empty: name the file(s) the agent may edit")
+        overlap = set(harness.editable) & set(harness.readonly)
+        if overlap:
+            raise ConfigError(f"{path}: {', '.join(sorted(overlap))} cannot be both editable and read-only")
+        return harness
+
+    @property
+    def timeout(self) -> float:
+        """Wall-clock seconds after which the runner kills the run (budget + allowance)."""
+        allowance = self.allowance or max(30.0, 0.5 * self.budget)
+        return self.budget + allowance
+
+    def fingerprint(self) -> str:
+        """Identifies the harness a tag's results belong to: read-only files, metric, budget."""
+        h = hashlib.sha256()
+        for name in sorted(self.readonly):
+            p = self.root / name
+            h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"<missing>") + b"\0")
+        h.update(f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}".encode())
+        return h.hexdigest()[:16]
+
+    def section(self, name: str) -> dict:
+        value = self.raw.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- the default GPT harness
+
+def _package_file(name: str) -> str:
+    return resources.files("autoresearch.harness").joinpath(name).read_text()
+
+
+def profiles() -> dict[str, dict]:
+    """prepare.py's PROFILES dict, read with ast (no torch import)."""
+    tree = ast.parse(_package_file("prepare.py"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PROFILES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise RuntimeError("autoresearch/harness/prepare.py has no PROFILES literal")
+
+
+def default_profile() -> str:
+    """cuda -> h100-class or mps, else cpu; probes torch only when called."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "h100"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+# search ranges of the builtin agent for the default harness: NAME = [low, high, scale]
+DEFAULT_SEARCH = {
+    "MATRIX_LR": [0.005, 0.2, "log"],
+    "EMBEDDING_LR": [0.05, 2.0, "log"],
+    "UNEMBEDDING_LR": [0.0005, 0.05, "log"],
+    "SCALAR_LR": [0.05, 2.0, "log"],
+    "WEIGHT_DECAY": [0.0, 0.4, "linear"],
+    "WARMUP_RATIO": [0.0, 0.2, "linear"],
+    "WARMDOWN_RATIO": [0.1, 0.9, "linear"],
+    "FINAL_LR_FRAC": [0.0, 0.2, "linear"],
+    "ADAM_BETA1": [0.7, 0.95, "linear"],
+    "ADAM_BETA2": [0.9, 0.999, "linear"],
+    "DEPTH": [1, 6, "int"],
+    "DEVICE_BATCH_SIZE": [4, 64, "int_log"],
+}
+
+
+def default_toml(profile: str, data: str = "embedded") -> str:
+    spec = profiles()[profile]
+    budget = spec["TIME_BUDGET"]
+    source = knobs.find(_package_file("train.py"))
+    lines = [f"{name} = [{lo!r}, {hi!r}, {scale!r}]".replace("'", '"')
+             for name, (lo, hi, scale) in DEFAULT_SEARCH.items() if name in source]
+    search = "\n".join(lines)
+    return f'''# autoresearch.toml: the harness of this workspace, as data (see README).
+profile = "{profile}"    # fixes prepare.py's constants; results compare only within a profile
+data = "{data}"          # embedded | climbmix | /path/to/folder (parquet with a text column, or .txt)
+
+[harness]
+editable = ["train.py"]                  # the only files an agent may change
+readonly = ["prepare.py"]                # checksummed before every run; a change makes the trial INVALID
+run = "python train.py"                  # started in its own process group, killed past budget + allowance
+prepare = "python prepare.py"            # `autoresearch prepare` runs this
+check = "python prepare.py --check"      # exits 0 when the data and tokenizer are there
+score = "python prepare.py --score {{model}}"  # the protected evaluator re-scores the saved model
+metric = "val_bpb"
+direction = "minimize"
+budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)
+
+[study]
+baseline_runs = 3      # the baseline runs this many times to measure the metric's noise
+sigma = 2.0            # keep only gains larger than sigma x the noise of the difference
+min_delta = 0.0        # and at least this large
+confirm_band = 1.0     # a gain within this many noise sds of the threshold is re-run before deciding
+max_repeats = 3        # measurements of one candidate at most
+
+# Search ranges of the builtin agent: NAME = [low, high, "log" | "linear" | "int" | "int_log"]
+[search]
+{search}
+'''
+
+
+def copy_into(directory: str | Path, profile: str, data: str = "embedded") -> None:
+    """Write the default GPT harness for `profile` into directory (files must not exist yet)."""
+    table = profiles()
+    if profile not in table:
+        raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(table)}")
+    directory = Path(directory)
+    for name in HARNESS_FILES:
+        text = _package_file(name)
+        if name == "train.py":
+            defaults = table[profile].get("train", {})
+            text = knobs.rewrite(text, {k: v for k, v in defaults.items() if k in knobs.find(text)})
+        (directory / name).write_text(text)
+    (directory / TOML).write_text(default_toml(profile, data))
+
+
+def copy_files(src: Path, dst: Path, names) -> None:
+    for name in names:
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / name, dst / name)

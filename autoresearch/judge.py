@@ -1,0 +1,90 @@
+"""Judge: keep or discard, from the candidate's measurements, the best's, and measured noise.
+
+The noise of the metric is measured, not assumed: every group of repeated measurements of
+the same code (the baseline's k runs, confirm runs) feeds a pooled standard deviation.
+A candidate is kept only when its mean beats the best's mean by more than `sigma` standard
+errors of the difference (and by `min_delta`). A close call, within `confirm_band` standard
+errors of that threshold, asks for another measurement instead of a verdict.
+Upstream's rule, for comparison, is `greedy`: keep whatever prints a better number.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+KEEP, DISCARD, CONFIRM = "keep", "discard", "confirm"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str          # keep | discard | confirm
+    improvement: float    # best mean - candidate mean, sign-adjusted so > 0 is better
+    threshold: float      # the improvement needed to keep
+    sd: float             # the noise sd used
+    n: tuple[int, int]    # measurements of (candidate, best)
+
+    @property
+    def margin(self) -> float:
+        return self.improvement - self.threshold
+
+    def explain(self) -> str:
+        return (f"{self.verdict}: gain {self.improvement:+.6f} vs threshold {self.threshold:.6f} "
+                f"(noise sd {self.sd:.6f}, n={self.n[0]} vs {self.n[1]})")
+
+
+def greedy(candidate: list[float], best: list[float], direction: str = "minimize") -> bool:
+    """Upstream's rule: keep if the (last) number is better at all."""
+    c, b = candidate[-1], best[-1]
+    return c < b if direction == "minimize" else c > b
+
+
+class Judge:
+    def __init__(self, direction: str = "minimize", sigma: float = 2.0, min_delta: float = 0.0,
+                 confirm_band: float = 1.0, max_repeats: int = 3, prior_sd: float = 0.0):
+        self.direction = direction
+        self.sigma = sigma
+        self.min_delta = min_delta
+        self.confirm_band = confirm_band
+        self.max_repeats = max(1, max_repeats)
+        self.prior_sd = prior_sd
+        self._ss = 0.0        # pooled sum of squared deviations from each group's mean
+        self._dof = 0         # pooled degrees of freedom
+
+    def observe(self, values) -> None:
+        """Add one group of repeated measurements of the same code to the noise estimate."""
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        if len(values) >= 2:
+            mean = statistics.fmean(values)
+            self._ss += sum((v - mean) ** 2 for v in values)
+            self._dof += len(values) - 1
+
+    @property
+    def sd(self) -> float:
+        if self._dof == 0:
+            return self.prior_sd
+        return math.sqrt(self._ss / self._dof)
+
+    @property
+    def dof(self) -> int:
+        return self._dof
+
+    def decide(self, candidate: list[float], best: list[float]) -> Decision:
+        nc, nb = len(candidate), len(best)
+        if nc == 0 or nb == 0:
+            raise ValueError("decide() needs at least one measurement of each")
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        improvement = sign * (statistics.fmean(best) - statistics.fmean(candidate))
+        se = self.sd * math.sqrt(1.0 / nc + 1.0 / nb)
+        threshold = max(self.min_delta, self.sigma * se)
+        band = self.confirm_band * se
+        if improvement <= 0 or improvement < threshold - band:
+            verdict = DISCARD
+        elif improvement > threshold + band:
+            verdict = KEEP
+        elif nc < self.max_repeats:
+            verdict = CONFIRM
+        else:
+            verdict = KEEP if improvement > threshold else DISCARD
+        return Decision(verdict, improvement, threshold, self.sd, (nc, nb))

@@ -1,0 +1,79 @@
+"""Knobs: the UPPER_CASE literal constants at the top level of a Python file.
+
+`find(source)` lists them with `ast`; `rewrite(source, {NAME: value})` replaces only those
+literals' characters, so comments, layout and everything else stay byte-for-byte the same.
+Used by the builtin agent (to propose values) and by harness profiles (to set defaults).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    value: object      # int, float, str or bool
+    line: int          # 1-based line of the literal
+    col: int           # 0-based column (characters) of the literal's start
+    end_line: int
+    end_col: int
+
+
+def _literal(node: ast.AST):
+    """The value of a plain literal (with an optional leading minus), else raise ValueError."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+        return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool)):
+        return -node.operand.value
+    raise ValueError("not a literal")
+
+
+def find(source: str) -> dict[str, Knob]:
+    """Top-level `NAME = <literal>` assignments with an all-caps name, in file order."""
+    knobs: dict[str, Knob] = {}
+    for node in ast.parse(source).body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        if not isinstance(target, ast.Name) or not target.id.isupper() or target.id.startswith("_"):
+            continue
+        try:
+            lit = _literal(value)
+        except ValueError:
+            continue
+        knobs[target.id] = Knob(target.id, lit, value.lineno, value.col_offset,
+                                value.end_lineno, value.end_col_offset)
+    return knobs
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, float):
+        # short and exact enough for a human to read in a diff: 0.04, 3e-05, 0.95
+        text = f"{value:.4g}"
+        return text if any(c in text for c in ".en") else text + ".0"
+    return repr(value)
+
+
+def rewrite(source: str, values: dict[str, object]) -> str:
+    """Return source with each named knob's literal replaced. Unknown names raise KeyError."""
+    knobs = find(source)
+    missing = [n for n in values if n not in knobs]
+    if missing:
+        raise KeyError(f"no such constant: {', '.join(missing)}")
+    lines = source.splitlines(keepends=True)
+    # replace from the bottom up so earlier offsets stay valid
+    for knob in sorted((knobs[n] for n in values), key=lambda k: (k.line, k.col), reverse=True):
+        # ast offsets are UTF-8 byte offsets; work in bytes per line
+        first = lines[knob.line - 1].encode()
+        last = lines[knob.end_line - 1].encode()
+        new = (first[:knob.col].decode() + format_value(values[knob.name]) + last[knob.end_col:].decode())
+        lines[knob.line - 1:knob.end_line] = [new]
+    return "".join(lines)

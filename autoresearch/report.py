@@ -1,0 +1,150 @@
+"""Report: what people look at after a night of experiments.
+
+`summary()` is the text `autoresearch status` prints; `write()` makes `report.md` (the results
+table, the kept changes with their diffs, counts by state, cost) and `progress.png` like
+upstream's: every trial a point, kept ones highlighted, a running-best step line, kept
+points labelled with their descriptions.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from pathlib import Path
+
+from autoresearch.trial import Trial, TrialState
+
+
+def _fmt(v) -> str:
+    return f"{v:.6f}" if isinstance(v, (int, float)) else "-"
+
+
+def counts(trials: list[Trial]) -> dict[str, int]:
+    c = collections.Counter(t.state.value for t in trials if t.kind != "baseline")
+    return {s.value: c.get(s.value, 0) for s in TrialState}
+
+
+def running(ledger_dir: Path) -> dict | None:
+    """The trial in flight, if the process that wrote running.json is alive."""
+    path = ledger_dir / "running.json"
+    try:
+        info = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    try:
+        os.kill(int(info.get("pid", 0)), 0)
+    except (ProcessLookupError, PermissionError, ValueError, OverflowError):
+        return None
+    return info
+
+
+def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "minimize", tag: str = "",
+            now_running: dict | None = None, last: int = 10) -> str:
+    lines = [f"tag {tag}: {len(trials)} trials recorded" if tag else f"{len(trials)} trials recorded"]
+    baseline = next((t for t in trials if t.kind == "baseline" and t.state == TrialState.KEEP), None)
+    kept = [t for t in trials if t.state == TrialState.KEEP]
+    best = kept[-1] if kept else None
+    if baseline is not None:
+        sd = baseline.reason
+        lines.append(f"baseline  {metric} {_fmt(baseline.value)} ({len(baseline.values)} runs; {sd})")
+    if best is not None:
+        gain = ""
+        if baseline is not None and best is not baseline and best.value is not None and baseline.value is not None:
+            gain = f"  ({best.value - baseline.value:+.6f} vs baseline)"
+        lines.append(f"best      {metric} {_fmt(best.value)} at trial {best.number} "
+                     f"[{best.commit[:7]}] {best.description}{gain}")
+    c = counts(trials)
+    lines.append("states    " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    cost = sum(t.cost_usd for t in trials)
+    if cost:
+        lines.append(f"cost      ${cost:.4f} ({sum(t.tokens_in for t in trials)} tokens in, "
+                     f"{sum(t.tokens_out for t in trials)} out)")
+    if now_running:
+        since = time.time() - float(now_running.get("since", time.time()))
+        lines.append(f"running   trial {now_running.get('number')}: {now_running.get('description', '')} "
+                     f"({since:.0f} s so far)")
+    else:
+        lines.append("running   nothing")
+    if trials:
+        lines.append("")
+        lines.append(f"{'#':>4}  {'state':8} {metric:>10}  description")
+        for t in trials[-last:]:
+            lines.append(f"{t.number:>4}  {t.state.value:8} {_fmt(t.value):>10}  {t.description}")
+    return "\n".join(lines)
+
+
+def plot(trials: list[Trial], path: Path, metric: str = "val_bpb", direction: str = "minimize") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(14, 6))
+    ran = [t for t in trials if t.value is not None and t.state in (TrialState.KEEP, TrialState.DISCARD)]
+    disc = [t for t in ran if t.state == TrialState.DISCARD]
+    kept = [t for t in ran if t.state == TrialState.KEEP]
+    failed = [t for t in trials if t.state not in (TrialState.KEEP, TrialState.DISCARD)]
+    ax.scatter([t.number for t in disc], [t.value for t in disc], c="#cccccc", s=14, label="discarded", zorder=2)
+    ax.scatter([t.number for t in kept], [t.value for t in kept], c="#2ecc71", s=50, edgecolors="black",
+               linewidths=0.5, label="kept", zorder=4)
+    if kept:
+        xs, ys = [], []
+        last_x = max(t.number for t in trials)
+        for i, t in enumerate(kept):
+            xs.append(t.number)
+            ys.append(t.value)
+        ax.step(xs + [last_x], ys + [ys[-1]], where="post", c="#27ae60", lw=2, alpha=0.8, label="running best",
+                zorder=3)
+        for t in kept:
+            label = t.description if len(t.description) <= 45 else t.description[:42] + "..."
+            ax.annotate(label, (t.number, t.value), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                        color="#1a7a40", rotation=30, ha="left", va="bottom")
+    if failed and ran:
+        lo = min(t.value for t in ran)
+        hi = max(t.value for t in ran)
+        y = hi + 0.05 * ((hi - lo) or 1)
+        ax.scatter([t.number for t in failed], [y] * len(failed), marker="x", c="#e74c3c", s=20,
+                   label="crash / timeout / invalid", zorder=2)
+    n_kept = max(0, len(kept) - 1)
+    ax.set_title(f"autoresearch progress: {len(trials)} trials, {n_kept} kept improvements")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
+    ax.grid(alpha=0.2)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def markdown(trials: list[Trial], workspace, metric: str, direction: str, tag: str) -> str:
+    out = [f"# autoresearch report: tag {tag}", "", "```", summary(trials, metric, direction, tag, last=0), "```", "",
+           "![progress](progress.png)", "", "## Trials", "",
+           f"| # | state | {metric} | runs | seconds | cost $ | description |", "|---|---|---|---|---|---|---|"]
+    for t in trials:
+        desc = t.description.replace("|", "\\|")
+        out.append(f"| {t.number} | {t.state.value} | {_fmt(t.value)} | {len(t.values)} | {t.seconds:.0f} | "
+                   f"{t.cost_usd:.4f} | {desc} |")
+    kept = [t for t in trials if t.state == TrialState.KEEP and t.kind != "baseline"]
+    if kept:
+        out += ["", "## Kept changes", ""]
+        for t in kept:
+            out += [f"### trial {t.number}: {t.description}", "",
+                    f"{metric} {_fmt(t.value)} ({t.reason})", "", "```diff"]
+            try:
+                out.append(workspace.diff(t.parent, t.commit))
+            except Exception as e:  # a pruned commit must not break the report
+                out.append(f"(diff unavailable: {e})")
+            out.append("```")
+            out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write(workspace, harness, trials: list[Trial]) -> tuple[Path, Path]:
+    """report.md and progress.png in the workspace root (both ignored by git)."""
+    root = Path(workspace.root)
+    png = plot(trials, root / "progress.png", harness.metric, harness.direction)
+    md = root / "report.md"
+    md.write_text(markdown(trials, workspace, harness.metric, harness.direction, workspace.tag))
+    return md, png

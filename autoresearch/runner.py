@@ -1,0 +1,251 @@
+"""Runner: runs a harness command under an external wall-clock limit and returns a RunResult.
+
+The command gets its own process group and a scrubbed environment (no API keys or tokens).
+Output goes to a log file through a bounded writer, so a flood of output cannot fill memory
+or disk; the summary block (`---` then `key: value` lines) is parsed from the end of the log.
+Past the timeout, or above the memory limit, the whole process group is killed. A crash,
+a hang, an out-of-memory kill: all come back as a RunResult, never as an exception.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Never handed to the training process: anything that looks like a credential.
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
+# What a training process legitimately needs from the environment.
+_KEEP = re.compile(r"^(PATH|HOME|USER|LOGNAME|LANG|LC_.*|TZ|TMPDIR|TEMP|TMP|SHELL|TERM|PYTHON.*|VIRTUAL_ENV|"
+                   r"AUTORESEARCH_.*|CUDA_.*|NVIDIA_.*|HIP_.*|ROCR_.*|PYTORCH_.*|TORCH.*|TRITON_.*|OMP_.*|MKL_.*|"
+                   r"OPENBLAS_.*|KMP_.*|LD_LIBRARY_PATH|XDG_CACHE_HOME|HF_HOME|CC|CXX|NCCL_.*|MPS_.*|RAY_.*)$")
+
+_LOSS = re.compile(r"loss:\s*([-+0-9.eE]+|nan|inf)")
+_REMAINING = re.compile(r"remaining:\s*([0-9.]+)")
+_STEP = re.compile(r"step\s+(\d+)")
+
+
+def scrub_env(environ: dict | None = None, extra: dict | None = None) -> dict:
+    """The environment a training process sees: needed variables only, never a credential."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items() if _KEEP.match(k) and not _SECRET.search(k)}
+    env.update(extra or {})
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def command(text: str, **fmt) -> list[str]:
+    """Split a run command; a leading `python` means the interpreter the tool runs under."""
+    argv = [part.format(**fmt) if fmt else part for part in shlex.split(text)]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def parse_summary(text: str) -> dict[str, float]:
+    """The last `---` block: `key: value` lines, numbers parsed (non-numbers kept as text)."""
+    lines = text.splitlines()
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].strip() == "---":
+            break
+    else:
+        return {}
+    out = {}
+    for line in lines[start + 1:]:
+        m = re.match(r"^\s*([A-Za-z_][\w.]*)\s*:\s*(\S.*?)\s*$", line)
+        if not m:
+            if out:
+                break          # the block ends at the first line that is not key: value
+            continue
+        key, value = m.groups()
+        try:
+            out[key] = float(value.replace(",", ""))
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+    log_path: str
+    summary: dict = field(default_factory=dict)
+    tail: str = ""                  # the last few KB of output, for crash reports and agents
+    peak_rss_mb: float = 0.0
+    killed: str = ""                # "timeout", "memory", "signal" or ""
+    log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.killed
+
+    def metric(self, name: str) -> float | None:
+        v = self.summary.get(name)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+@dataclass
+class Progress:
+    """What the live line shows, updated from the run's output as it arrives."""
+    step: int | None = None
+    loss: float | None = None
+    remaining: float | None = None
+
+
+class _Drain(threading.Thread):
+    """Copies the child's output to the log, at most max_bytes of it, and keeps a tail."""
+
+    def __init__(self, stream, log, max_bytes: int, progress: Progress, on_progress):
+        super().__init__(daemon=True)
+        self.stream, self.log, self.max_bytes = stream, log, max_bytes
+        self.progress, self.on_progress = progress, on_progress
+        self.written = 0
+        self.total = 0
+        self.tail = collections.deque(maxlen=64)       # chunks, together at most ~64 x 64 KB
+        self.tail_bytes = 256 * 1024
+
+    def run(self):
+        partial = b""
+        while True:
+            chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536)
+            if not chunk:
+                break
+            self.total += len(chunk)
+            if self.written < self.max_bytes:
+                part = chunk[: self.max_bytes - self.written]
+                self.log.write(part)
+                self.written += len(part)
+            self.tail.append(chunk)
+            while sum(map(len, self.tail)) - len(self.tail[0]) > self.tail_bytes:
+                self.tail.popleft()
+            # progress from the last complete line of this chunk only: cheap on a flood
+            text = (partial + chunk)[-4096:]
+            partial = text.rsplit(b"\n", 1)[-1] if b"\n" in text else text[-1024:]
+            lines = re.split(rb"[\r\n]", text)
+            for line in reversed(lines[:-1] or lines):
+                if b"loss:" in line:
+                    self._parse(line.decode(errors="replace"))
+                    break
+
+    def _parse(self, line: str):
+        m = _LOSS.search(line)
+        if m:
+            try:
+                self.progress.loss = float(m.group(1))
+            except ValueError:
+                pass
+        m = _REMAINING.search(line)
+        if m:
+            self.progress.remaining = float(m.group(1))
+        m = _STEP.search(line)
+        if m:
+            self.progress.step = int(m.group(1))
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def tail_text(self) -> str:
+        return b"".join(self.tail)[-self.tail_bytes:].decode(errors="replace")
+
+
+def _group_rss_mb(pid: int) -> float:
+    try:
+        import psutil
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total / 2**20
+    except Exception:
+        return 0.0
+
+
+def _kill_group(pgid: int, grace: float = 3.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
+
+
+def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
+        env: dict | None = None, memory_limit_mb: float | None = None,
+        max_log_bytes: int = 20 * 2**20, on_progress=None) -> RunResult:
+    """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress = Progress()
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.Popen(argv, cwd=str(cwd), env=env if env is not None else scrub_env(),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as e:
+            log.write(f"could not start {argv!r}: {e}\n".encode())
+            return RunResult(returncode=127, timed_out=False, seconds=0.0, log_path=str(log_path),
+                             tail=f"could not start {argv!r}: {e}")
+        drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
+        drain.start()
+        killed, peak, last_mem = "", 0.0, 0.0
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now - start > timeout:
+                    killed = "timeout"
+                    break
+                if now - last_mem >= 0.5:
+                    last_mem = now
+                    rss = _group_rss_mb(proc.pid)
+                    peak = max(peak, rss)
+                    if memory_limit_mb and rss > memory_limit_mb:
+                        killed = "memory"
+                        break
+                time.sleep(0.05)
+        except BaseException:
+            _kill_group(proc.pid)       # Ctrl-C or a kill of the tool: never leave a trainer behind
+            raise
+        finally:
+            # also reaps anything the command left behind in its group
+            _kill_group(proc.pid, grace=3.0 if killed else 0.5)
+        proc.wait()
+        drain.join(timeout=10)
+        seconds = time.monotonic() - start
+        note = ""
+        if drain.total > drain.written:
+            note = f"\n[autoresearch: {drain.total - drain.written} bytes of output not kept in this log; tail follows]\n"
+            log.write(note.encode() + drain.tail_text()[-65536:].encode())
+        if killed:
+            what = {"timeout": f"killed after {timeout:.0f} s (budget + allowance)",
+                    "memory": f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb:.0f} MB"}[killed]
+            log.write(f"\n[autoresearch: {what}]\n".encode())
+    tail = drain.tail_text()
+    if killed:
+        tail += f"\n[autoresearch: {what}]"
+    code = proc.returncode
+    if not killed and code is not None and code < 0:
+        killed = "signal"       # e.g. the kernel's OOM killer
+    return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
+                     summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
+                     log_bytes=drain.total)

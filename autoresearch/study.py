@@ -1,0 +1,526 @@
+"""Study: the loop, owned by code.
+
+    ask the agent -> check the diff -> commit -> run (external limit) -> re-score -> judge
+    -> record (fsync) -> keep (branch stays) or reset to the best -> repeat
+
+First the baseline runs `baseline_runs` times so the judge knows the metric's noise. A crash,
+a hang, a forged score, a bad edit: each becomes a recorded trial and the loop goes on. The
+ledger row is written before git moves, and a study started again on the same tag
+reconciles git with the ledger, so a kill at any instant loses at most the trial in flight.
+
+    Study("runs/demo").optimize(max_trials=5)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch import agents as agents_mod
+from autoresearch import knobs, runner
+from autoresearch.config import Config
+from autoresearch.display import Quiet
+from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError, WorkspaceError
+from autoresearch.harness import Harness
+from autoresearch.judge import CONFIRM, KEEP, Judge
+from autoresearch.ledger import Ledger
+from autoresearch.trial import Trial, TrialState
+from autoresearch.workspace import Workspace, init  # noqa: F401  (API: autoresearch.init)
+
+LOGS = ".autoresearch/logs"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One run of one commit, classified."""
+    state: TrialState            # KEEP stands for "ran fine" here; the judge decides later
+    value: float | None
+    result: runner.RunResult
+    reason: str = ""
+
+
+def prepare(workspace, progress=None) -> None:
+    """Run the harness' prepare command (data, tokenizer) in the workspace, streaming its output."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    harness = Harness.load(ws.root)
+    if not harness.prepare:
+        return
+    import subprocess
+    env = runner.scrub_env(extra=_harness_env(harness))
+    proc = subprocess.Popen(runner.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if progress:
+            progress(line.rstrip("\n"))
+    if proc.wait() != 0:
+        raise NotPreparedError(f"`{harness.prepare}` failed in {ws.root} (exit {proc.returncode}):\n"
+                               + "".join(lines[-20:]))
+
+
+def _harness_env(harness: Harness, extra: dict | None = None) -> dict:
+    env = {}
+    if harness.profile:
+        env["AUTORESEARCH_PROFILE"] = harness.profile
+    if harness.data:
+        env["AUTORESEARCH_DATA"] = harness.data
+    if "AUTORESEARCH_CACHE" in os.environ:
+        env["AUTORESEARCH_CACHE"] = os.environ["AUTORESEARCH_CACHE"]
+    env.update(extra or {})
+    return env
+
+
+class Study:
+    def __init__(self, workspace, tag: str | None = None, agent=None, agent_options: dict | None = None,
+                 config: Config | None = None, display=None, executor=None):
+        self.ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace, tag=tag)
+        if tag and self.ws.tag != tag:
+            self.ws = Workspace(self.ws.root, tag=tag)
+        self.harness = Harness.load(self.ws.root)
+        self.config = config or Config.load(self.harness.section("study"))
+        name = agent if isinstance(agent, str) else (self.config.agent if agent is None else None)
+        if name is not None:
+            options = dict(self.harness.section("agents").get(name, {}) or {})
+            options.update(agent_options or {})
+            self.agent = agents_mod.get_agent(name, **options)
+            self.agent_name = name
+        else:
+            self.agent = agent
+            self.agent_name = getattr(agent, "name", type(agent).__name__)
+        self.display = display or Quiet()
+        self.executor = executor
+        self.ledger = Ledger(self.ws.root, self.ws.tag, self.harness.metric)
+        self.judge = Judge(self.harness.direction, self.config.sigma, self.config.min_delta,
+                           self.config.confirm_band, self.config.max_repeats, self.config.prior_sd)
+        self.trials: list[Trial] = []
+        self.best: Trial | None = None
+        self.stop_reason = ""
+        self._readonly_sums: dict[str, str] = {}
+        self._failures = 0
+
+    # ------------------------------------------------------------------ resume
+    def reconcile(self) -> None:
+        """Make git agree with the ledger (the ledger is the truth) and load the history."""
+        ws, ledger = self.ws, self.ledger
+        if not ws.branch_exists():
+            if ws.current_branch() in ("HEAD", "") or ledger.load():
+                raise WorkspaceError(f"no branch {ws.branch}: run `autoresearch init {ws.root} --tag {ws.tag}`")
+            ws.checkout(create=True)
+        resuming = bool(ledger.load()) or ledger.meta_path.exists()
+        if ws.is_dirty():
+            changed = ", ".join(ws.changed_files()[:5])
+            if not resuming:
+                raise WorkspaceError(f"{ws.root} has uncommitted changes ({changed}): commit or stash them "
+                                     f"before a study starts")
+            # an edit in flight when the tool was killed: keep it in a stash, never lose it
+            ws.stash(f"autoresearch: changes in flight when tag {ws.tag} stopped ({changed})")
+        ws.checkout()
+        ledger.open()
+        meta = ledger.meta()
+        fingerprint = self.harness.fingerprint()
+        trials = ledger.load()
+        if meta.get("fingerprint") and meta["fingerprint"] != fingerprint and trials:
+            raise WorkspaceError(
+                f"tag {ws.tag!r} holds results of another harness (read-only files, metric, budget, profile or "
+                f"data differ from what it was run with): start a new tag with --tag, or restore the harness")
+        if not meta:
+            meta = {"fingerprint": fingerprint, "tag": ws.tag, "created": time.time(),
+                    "readonly": ws.checksums(self.harness.readonly), "metric": self.harness.metric,
+                    "direction": self.harness.direction, "profile": self.harness.profile}
+            ledger.write_meta(meta)
+        self._readonly_sums = meta.get("readonly") or ws.checksums(self.harness.readonly)
+        self.trials = trials
+        for t in trials:
+            if len(t.values) >= 2:
+                self.judge.observe(t.values)
+        kept = [t for t in trials if t.state == TrialState.KEEP]
+        self.best = kept[-1] if kept else None
+        if self.best is not None:
+            if not ws.has_commit(self.best.commit):
+                raise WorkspaceError(f"the best trial's commit {self.best.commit[:7]} is missing from git: "
+                                     f"was the branch rewritten? Start a new tag with --tag")
+            if ws.head() != self.best.commit:
+                ws.reset_hard(self.best.commit)
+
+    # ------------------------------------------------------------------ the loop
+    def optimize(self, max_trials: int | None = None, hours: float | None = None,
+                 max_cost: float | None = None) -> list[Trial]:
+        cfg = self.config
+        max_trials = cfg.max_trials if max_trials is None else max_trials
+        hours = cfg.hours if hours is None else hours
+        max_cost = cfg.max_cost if max_cost is None else max_cost
+        agents_mod.check(self.agent)
+        self.reconcile()
+        self._check_prepared()
+        start = time.monotonic()
+        done = 0
+        try:
+            if self.best is None:
+                self._baseline()
+            while True:
+                if max_trials is not None and done >= max_trials:
+                    self.stop_reason = f"reached {max_trials} trials"
+                    break
+                if hours is not None and time.monotonic() - start >= hours * 3600:
+                    self.stop_reason = f"reached {hours} hours"
+                    break
+                spent = sum(t.cost_usd for t in self.trials)
+                if max_cost is not None and spent >= max_cost:
+                    self.stop_reason = f"reached the cost limit (${spent:.2f} of ${max_cost:.2f})"
+                    break
+                self.step()
+                done += 1
+                if self._failures >= cfg.max_agent_failures:
+                    self.stop_reason = (f"the agent failed {self._failures} times in a row; last: "
+                                        f"{self.trials[-1].reason}")
+                    raise AgentError(f"stopping: {self.stop_reason}")
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            self._restore_best()
+        self.display.message(f"stopped: {self.stop_reason}")
+        return self.trials
+
+    def _check_prepared(self) -> None:
+        """The harness' own check command says whether its data is there (exit 0) or not."""
+        if not self.harness.check:
+            return
+        argv = runner.command(self.harness.check)
+        import subprocess
+        r = subprocess.run(argv, cwd=self.ws.root, env=runner.scrub_env(extra=_harness_env(self.harness)),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise NotPreparedError(f"the data for profile {self.harness.profile or '?'} is not prepared: run "
+                                   f"`autoresearch prepare` in {self.ws.root}\n{(r.stdout + r.stderr).strip()[-2000:]}")
+
+    def _restore_best(self) -> None:
+        try:
+            if self.best is not None and self.best.commit:
+                self.ws.reset_hard(self.best.commit)
+        except AutoresearchError:
+            pass
+        self._running(None)
+
+    def _baseline(self) -> None:
+        ws = self.ws
+        commit = ws.head()
+        number = self._next_number()
+        self.display.trial_started(0, "baseline", self.harness.budget)
+        self._running({"number": number, "description": "baseline"})
+        values, seconds, training, last, started = [], 0.0, 0.0, None, time.time()
+        for i in range(self.config.baseline_runs):
+            m = self._measure(number, i, commit)
+            seconds += m.result.seconds
+            training += float(m.result.metric("training_seconds") or 0.0)
+            last = m
+            if m.value is None:
+                break
+            values.append(m.value)
+        self._running(None)
+        if last.value is None:
+            trial = self._trial(number, last.state, "baseline", commit=commit, parent=commit, values=(),
+                                m=last, seconds=seconds, training=training, kind="baseline", started=started,
+                                reason=last.reason)
+            self._record(trial)
+            raise AutoresearchError(f"the baseline failed ({last.state.value}: {last.reason.splitlines()[0] if last.reason else ''}); "
+                                    f"fix the harness, see the log {last.result.log_path}")
+        self.judge.observe(values)
+        trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
+                            m=last, seconds=seconds, training=training, kind="baseline", started=started,
+                            reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs")
+        ws.pin(number, commit)
+        self._record(trial)
+        self.best = trial
+
+    def _next_number(self) -> int:
+        return (max(t.number for t in self.trials) + 1) if self.trials else 0
+
+    def context(self, number: int) -> agents_mod.Context:
+        h = self.harness
+        files = {}
+        for name in h.editable:
+            p = self.ws.root / name
+            files[name] = p.read_text(errors="replace") if p.exists() else ""
+        program = (self.ws.root / h.program).read_text(errors="replace") if (self.ws.root / h.program).exists() else ""
+        last_failure = ""
+        for t in reversed(self.trials):
+            if t.state == TrialState.KEEP:
+                break
+            if t.state in (TrialState.CRASH, TrialState.TIMEOUT):
+                last_failure = t.extra.get("tail", "") or t.reason
+                break
+        return agents_mod.Context(root=self.ws.root, program=program, files=files, editable=h.editable,
+                                  readonly=h.readonly, history=tuple(self.trials), best=self.best,
+                                  last_failure=last_failure, metric=h.metric, direction=h.direction,
+                                  noise_sd=self.judge.sd, trial_number=number, seed=self.config.seed,
+                                  search=dict(h.search))
+
+    def step(self) -> Trial:
+        """One trial: propose, check, commit, measure (and confirm), judge, record, keep or reset."""
+        ws, h = self.ws, self.harness
+        number = self._next_number()
+        parent = self.best.commit
+        started = time.time()
+        self._running({"number": number, "description": "(agent is proposing)"})
+        t0 = time.monotonic()
+        try:
+            proposal = self.agent.propose(self.context(number))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # an agent's crash or timeout is a trial, not the end of the study
+            self._failures += 1
+            kind = "agent failed" if isinstance(e, AgentError) else f"agent crashed ({type(e).__name__})"
+            return self._discard_unrun(number, parent, TrialState.INVALID, f"{kind}: {e}", f"{kind}: {e}",
+                                       started, agent_seconds=time.monotonic() - t0)
+        agent_seconds = time.monotonic() - t0
+        self._failures = 0
+        description = " ".join((proposal.description or "").split())[:300] or "(no description)"
+        cost = self._cost(proposal)
+        common = dict(agent_seconds=agent_seconds, cost=cost, proposal=proposal)
+        if proposal.invalid:
+            return self._discard_unrun(number, parent, TrialState.INVALID, description,
+                                       f"no usable change: {proposal.invalid}", started, **common)
+        changed = ws.changed_files()
+        if not changed:
+            return self._discard_unrun(number, parent, TrialState.INVALID, description,
+                                       "no change: the agent left the files as they were", started, **common)
+        outside = [f for f in changed if f not in h.editable]
+        if outside:
+            return self._discard_unrun(number, parent, TrialState.INVALID, description,
+                                       f"touched files outside the editable ones: {', '.join(outside[:10])}",
+                                       started, **common)
+        missing = [f for f in h.editable if not (ws.root / f).exists()]
+        if missing:
+            return self._discard_unrun(number, parent, TrialState.INVALID, description,
+                                       f"deleted an editable file: {', '.join(missing)}", started, **common)
+        code_hash = ws.code_hash(h.editable)
+        twin = next((t for t in self.trials if t.code_hash == code_hash and t.commit), None)
+        if twin is not None:
+            state = TrialState.DISCARD if twin.state in (TrialState.KEEP, TrialState.DISCARD) else twin.state
+            return self._discard_unrun(number, parent, state, description,
+                                       f"same code as trial {twin.number}: not run again", started,
+                                       value=twin.value, **common)
+        commit = ws.commit(f"trial {number}: {description}")
+        ws.pin(number, commit)
+        self.display.trial_started(number, description, h.budget)
+        self._running({"number": number, "description": description, "commit": commit})
+        values, seconds, training, m = [], 0.0, 0.0, None
+        decision = None
+        while True:
+            m = self._measure(number, len(values), commit)
+            seconds += m.result.seconds
+            training += float(m.result.metric("training_seconds") or 0.0)
+            if m.value is None:
+                break
+            values.append(m.value)
+            decision = self.judge.decide(values, list(self.best.values) or [self.best.value])
+            if decision.verdict != CONFIRM:
+                break
+            self.display.message(f"  close call ({decision.explain()}): measuring again")
+        if len(values) >= 2:
+            self.judge.observe(values)
+        if m.value is None:
+            state, reason = m.state, m.reason
+        else:
+            state = TrialState.KEEP if decision.verdict == KEEP else TrialState.DISCARD
+            reason = decision.explain()
+        trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
+                            seconds=seconds, training=training, started=started, reason=reason,
+                            margin=decision.margin if decision and m.value is not None else None,
+                            code_hash=code_hash, **common)
+        self._record(trial)          # fsynced before git moves
+        if state == TrialState.KEEP:
+            self.best = trial        # the branch is already at commit
+        else:
+            ws.reset_hard(parent)
+        self._running(None)
+        return trial
+
+    def _discard_unrun(self, number, parent, state, description, reason, started, value=None,
+                       agent_seconds=0.0, cost=0.0, proposal=None) -> Trial:
+        trial = self._trial(number, state, description, commit="", parent=parent, values=(), m=None,
+                            started=started, reason=reason, agent_seconds=agent_seconds, cost=cost,
+                            proposal=proposal, value=value)
+        self._record(trial)
+        self.ws.reset_hard(parent)
+        self._running(None)
+        return trial
+
+    # ------------------------------------------------------------------ measuring
+    def _measure(self, number: int, repeat: int, commit: str) -> Measurement:
+        """Run the harness once at the current working tree and classify the outcome."""
+        ws, h = self.ws, self.harness
+        bad = self._readonly_changed()
+        if bad:
+            return Measurement(TrialState.INVALID, None, runner.RunResult(None, False, 0.0, ""),
+                               f"read-only file changed: {', '.join(bad)}")
+        suffix = f".{repeat}" if repeat else ""
+        log = ws.root / LOGS / f"{self.ws.tag}-{number}{suffix}.log"
+        model = ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}{suffix}.pt"
+        model.parent.mkdir(parents=True, exist_ok=True)
+        if model.exists():
+            model.unlink()
+        env = runner.scrub_env(extra=_harness_env(h, {"AUTORESEARCH_MODEL_OUT": str(model),
+                                                       "AUTORESEARCH_TRIAL": str(number)}))
+        ledger_before = self._ledger_state()
+        result = runner.run(runner.command(h.run), ws.root, h.timeout, log, env=env,
+                            memory_limit_mb=self.config.memory_limit(), on_progress=self.display.progress)
+        try:
+            return self._classify(result, model, env, ledger_before)
+        finally:
+            if model.exists():
+                model.unlink()   # models are large; the commit reproduces one
+
+    def _classify(self, result, model: Path, env: dict, ledger_before) -> Measurement:
+        h = self.harness
+        if self._ledger_state() != ledger_before:
+            self._repair_ledger()
+            return Measurement(TrialState.INVALID, None, result, "the run wrote to the ledger (results.tsv or "
+                                                                "trials.jsonl); restored")
+        bad = self._readonly_changed()
+        if bad:
+            return Measurement(TrialState.INVALID, None, result, f"the run changed read-only file(s): {', '.join(bad)}")
+        tail = _tail_lines(result.tail)
+        if result.timed_out:
+            return Measurement(TrialState.TIMEOUT, None, result, f"timeout after {result.seconds:.0f} s\n{tail}")
+        if result.killed == "memory":
+            return Measurement(TrialState.CRASH, None, result, f"out of memory (limit {self.config.memory_limit():.0f} MB)\n{tail}")
+        if result.returncode != 0:
+            return Measurement(TrialState.CRASH, None, result, f"exit code {result.returncode}\n{tail}")
+        printed = result.metric(h.metric)
+        if printed is None:
+            return Measurement(TrialState.CRASH, None, result,
+                               f"no finite {h.metric} in the summary block\n{tail}")
+        claimed = result.metric("training_seconds")
+        if claimed is not None and claimed > result.seconds + 2.0:
+            return Measurement(TrialState.INVALID, None, result,
+                               f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
+        if not (h.score and self.config.rescore):
+            return Measurement(TrialState.KEEP, printed, result)
+        if not model.exists():
+            return Measurement(TrialState.INVALID, None, result,
+                               f"no saved model at {model.name} for the protected evaluator to score")
+        score_log = Path(result.log_path).with_suffix(".score.log")
+        scored = runner.run(runner.command(h.score, model=str(model)), self.ws.root, max(120.0, h.timeout),
+                            score_log, env=env, memory_limit_mb=self.config.memory_limit())
+        value = scored.metric(h.metric)
+        if scored.returncode != 0 or value is None:
+            return Measurement(TrialState.INVALID, None, result, f"the protected evaluator rejected the model "
+                                                                f"(exit {scored.returncode})\n{_tail_lines(scored.tail)}")
+        if abs(value - printed) > h.score_tolerance * max(1.0, abs(value)):
+            return Measurement(TrialState.INVALID, None, result,
+                               f"printed {h.metric} {printed:.6f} but the protected evaluator measured {value:.6f}")
+        return Measurement(TrialState.KEEP, value, result)
+
+    def _readonly_changed(self) -> list[str]:
+        now = self.ws.checksums(self.harness.readonly)
+        return [n for n, s in now.items() if self._readonly_sums.get(n) != s]
+
+    def _ledger_state(self):
+        out = []
+        for p in (self.ledger.jsonl, self.ledger.tsv, self.ledger.meta_path):
+            try:
+                st = p.stat()
+                out.append((st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return out
+
+    def _repair_ledger(self) -> None:
+        """Rewrite the ledger from memory: what a run wrote there never counts."""
+        for path, text in ((self.ledger.jsonl, "".join(json.dumps(t.to_dict(), sort_keys=True) + "\n" for t in self.trials)),):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        self.ledger.write_meta(self.ledger.meta() if self.ledger.meta().get("fingerprint") else {})
+        if self.ledger.tsv.exists():
+            self.ledger.tsv.unlink()
+        self.ledger.open()
+
+    # ------------------------------------------------------------------ recording
+    def _cost(self, proposal) -> float:
+        if proposal.cost_usd:
+            return float(proposal.cost_usd)
+        model = (proposal.extra or {}).get("model")
+        price = self.harness.section("prices").get(model) if model else None
+        if isinstance(price, (list, tuple)) and len(price) == 2:
+            return (proposal.tokens_in * price[0] + proposal.tokens_out * price[1]) / 1e6
+        return 0.0
+
+    def _trial(self, number, state, description, commit, parent, values, m, started, reason="", seconds=0.0,
+               training=0.0, kind="trial", margin=None, code_hash="", agent_seconds=0.0, cost=0.0,
+               proposal=None, value=None) -> Trial:
+        metrics = dict(m.result.summary) if m is not None and m.value is not None else {}
+        extra = {}
+        if m is not None and m.value is None:
+            extra["tail"] = m.result.tail[-4000:]
+        if values and m is not None:
+            metrics[self.harness.metric] = statistics.fmean(values)
+        try:
+            source = "\n".join((self.ws.root / f).read_text() for f in self.harness.editable if f.endswith(".py")
+                               and (self.ws.root / f).exists())
+            extra["knobs"] = {k: v.value for k, v in knobs.find(source).items()}
+        except (SyntaxError, ValueError, OSError):
+            pass
+        if proposal is not None and proposal.extra:
+            extra["agent"] = {k: v for k, v in proposal.extra.items() if _jsonable(v)}
+        log = ""
+        if m is not None and m.result.log_path:
+            log = os.path.relpath(m.result.log_path, self.ws.root)
+        return Trial(number=number, state=state, description=description, commit=commit, parent=parent,
+                     value=statistics.fmean(values) if values else value, values=tuple(values), metrics=metrics,
+                     seconds=seconds, training_seconds=training, reason=reason, margin=margin,
+                     code_hash=code_hash or (self.ws.code_hash(self.harness.editable) if commit else ""),
+                     kind=kind, agent=self.agent_name, profile=self.harness.profile, tag=self.ws.tag,
+                     cost_usd=cost, tokens_in=getattr(proposal, "tokens_in", 0) or 0,
+                     tokens_out=getattr(proposal, "tokens_out", 0) or 0, agent_seconds=agent_seconds, log=log,
+                     started=started, ended=time.time(), extra=extra)
+
+    def _record(self, trial: Trial) -> None:
+        self.ledger.append(trial)
+        self.trials.append(trial)
+        self.display.trial_done(trial, self.best if trial.state != TrialState.KEEP else trial)
+
+    def _running(self, info: dict | None) -> None:
+        """What `autoresearch status` shows as running now."""
+        path = self.ledger.dir / "running.json"
+        if info is None:
+            path.unlink(missing_ok=True)
+            return
+        info = dict(info, pid=os.getpid(), since=time.time(), budget=self.harness.budget)
+        self.ledger.dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, path)
+
+
+def _tail_lines(text: str, n: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def load_trials(workspace, tag: str | None = None) -> tuple[Workspace, Harness, list[Trial]]:
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace, tag=tag)
+    harness = Harness.load(ws.root)
+    return ws, harness, Ledger(ws.root, ws.tag, harness.metric).load()
+
+
+def best_of(trials: list[Trial]) -> Trial | None:
+    kept = [t for t in trials if t.state == TrialState.KEEP]
+    return kept[-1] if kept else None
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,230 @@
+"""Workspace: the git repository holding one harness, on branch `autoresearch/<tag>`.
+
+Commit, reset, diff and worktrees here are the only changes the tool makes to code. Every
+experiment is one commit; the branch advances only on keep; each trial's commit is also
+pinned under refs/autoresearch/<tag>/<n> so a discarded experiment's diff stays readable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from autoresearch.errors import WorkspaceError
+
+GITIGNORE = """# autoresearch: results.tsv, logs and caches stay out of git (a reset never loses a row)
+results.tsv
+progress.png
+report.md
+.autoresearch/
+__pycache__/
+*.pyc
+*.pt
+"""
+
+
+def default_tag() -> str:
+    """Today's date like upstream: nov26."""
+    return datetime.date.today().strftime("%b%d").lower()
+
+
+def _identity_args(cwd: Path) -> list[str]:
+    """Commit as the user when git knows them, else as autoresearch."""
+    args = []
+    for key, default in (("user.name", "autoresearch"), ("user.email", "autoresearch@localhost")):
+        r = subprocess.run(["git", "config", key], cwd=cwd, capture_output=True, text=True)
+        if r.returncode != 0 or not r.stdout.strip():
+            args += ["-c", f"{key}={default}"]
+    return args
+
+
+class Workspace:
+    def __init__(self, root: str | Path, tag: str | None = None):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise WorkspaceError(f"{self.root} does not exist: run `autoresearch init {root}` first")
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.root, capture_output=True, text=True)
+        if top.returncode != 0:
+            raise WorkspaceError(f"{self.root} is not a git repository: run `autoresearch init {root}` "
+                                 f"(or `git init` there and commit your harness)")
+        if Path(top.stdout.strip()).resolve() != self.root:
+            raise WorkspaceError(f"{self.root} is inside the git repository {top.stdout.strip()}, not its "
+                                 f"root: run autoresearch in the repository's top folder")
+        self._ident = None
+        self.tag = tag or self._tag_from_branch() or default_tag()
+
+    # ------------------------------------------------------------------ git plumbing
+    def git(self, *args: str, check: bool = True, cwd: Path | None = None) -> str:
+        r = subprocess.run(["git", *args], cwd=cwd or self.root, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise WorkspaceError(f"git {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
+        return r.stdout.strip()
+
+    @property
+    def branch(self) -> str:
+        return f"autoresearch/{self.tag}"
+
+    def _tag_from_branch(self) -> str | None:
+        name = self.git("rev-parse", "--abbrev-ref", "HEAD", check=False)
+        return name.split("/", 1)[1] if name.startswith("autoresearch/") else None
+
+    def current_branch(self) -> str:
+        return self.git("rev-parse", "--abbrev-ref", "HEAD", check=False)
+
+    def branch_exists(self) -> bool:
+        return bool(self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}", check=False))
+
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD")
+
+    def checkout(self, create: bool = False) -> None:
+        """Switch to the tag's branch (creating it at HEAD when asked); never resets it."""
+        if self.current_branch() == self.branch:
+            return
+        if self.branch_exists():
+            self.git("checkout", "-q", self.branch)
+        elif create:
+            self.git("checkout", "-q", "-b", self.branch)
+        else:
+            raise WorkspaceError(f"no branch {self.branch}: run `autoresearch init {self.root} --tag {self.tag}`")
+
+    def status(self) -> list[tuple[str, str]]:
+        """(code, path) for every change against HEAD, untracked files included, ignored ones not."""
+        out = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"],
+                             cwd=self.root, capture_output=True, text=True, check=True).stdout
+        entries, parts, i = [], out.split("\0"), 0
+        while i < len(parts):
+            item = parts[i]
+            i += 1
+            if not item:
+                continue
+            code, path = item[:2], item[3:]
+            if code[0] in "RC":        # renamed/copied: the source path follows
+                entries.append((code, parts[i]))
+                i += 1
+            entries.append((code, path))
+        return entries
+
+    def changed_files(self) -> list[str]:
+        return sorted({path for _, path in self.status()})
+
+    def is_dirty(self) -> bool:
+        return bool(self.status())
+
+    def commit(self, message: str, paths: list[str] | None = None) -> str:
+        """Commit every change (or only paths) and return the new commit."""
+        if paths is None:
+            self.git("add", "-A")
+        else:
+            self.git("add", "-A", "--", *paths)
+        if self._ident is None:
+            self._ident = _identity_args(self.root)
+        self.git(*self._ident, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+        return self.head()
+
+    def reset_hard(self, commit: str) -> None:
+        """Make the branch and the working tree exactly commit; ignored files (results, logs) stay."""
+        self.git("reset", "-q", "--hard", commit)
+        self.git("clean", "-q", "-fd")
+
+    def stash(self, message: str) -> bool:
+        """Stash every change, untracked included; True when something was stashed."""
+        if not self.is_dirty():
+            return False
+        self.git("stash", "push", "-q", "-u", "-m", message)
+        return True
+
+    def pin(self, number: int, commit: str) -> None:
+        """Keep a trial's commit reachable (git gc would prune a discarded one)."""
+        self.git("update-ref", f"refs/autoresearch/{self.tag}/{number}", commit)
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        r = subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=self.root, capture_output=True)
+        return r.returncode == 0
+
+    def has_commit(self, commit: str) -> bool:
+        return bool(commit) and bool(self.git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False))
+
+    def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
+        return self.git("diff", a, b, "--", *(paths or []))
+
+    def show(self, commit: str, path: str) -> str:
+        return self.git("show", f"{commit}:{path}")
+
+    # ------------------------------------------------------------------ files
+    def read(self, name: str) -> str:
+        return (self.root / name).read_text()
+
+    def checksums(self, names) -> dict[str, str]:
+        out = {}
+        for name in names:
+            p = self.root / name
+            out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
+        return out
+
+    def code_hash(self, names) -> str:
+        h = hashlib.sha256()
+        for name in sorted(names):
+            p = self.root / name
+            h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"<missing>") + b"\0")
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ worktrees (parallel trials)
+    def add_worktree(self, path: Path, commit: str) -> Path:
+        self.git("worktree", "add", "-q", "--detach", "--force", str(path), commit)
+        return path
+
+    def remove_worktree(self, path: Path) -> None:
+        self.git("worktree", "remove", "--force", str(path), check=False)
+        self.git("worktree", "prune", check=False)
+
+
+def init(directory: str | Path, profile: str | None = None, tag: str | None = None, data: str = "embedded") -> Workspace:
+    """Make (or reuse) a git repository with the default harness and the tag's branch.
+
+    An existing harness (autoresearch.toml present) is left as it is; an existing tag is
+    checked out, never overwritten.
+    """
+    from autoresearch import harness as harness_mod
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(directory)], check=True)
+    ws = Workspace(directory, tag=tag or default_tag())
+    has_commits = bool(ws.git("rev-parse", "--verify", "--quiet", "HEAD", check=False))
+    if has_commits and ws.is_dirty():
+        raise WorkspaceError(f"{directory} has uncommitted changes ({', '.join(ws.changed_files()[:5])}): "
+                             f"commit or stash them first")
+    if ws.branch_exists():
+        ws.checkout()
+        return ws
+    if not (directory / harness_mod.TOML).exists():
+        profile = profile or harness_mod.default_profile()
+        clash = [n for n in (*harness_mod.HARNESS_FILES, ".gitignore") if (directory / n).exists()]
+        if [n for n in clash if n != ".gitignore"]:
+            raise WorkspaceError(f"{directory} already has {', '.join(clash)} but no autoresearch.toml: "
+                                 f"init an empty folder, or write an autoresearch.toml for your harness")
+        harness_mod.copy_into(directory, profile, data)
+    elif profile:
+        loaded = harness_mod.Harness.load(directory)
+        if loaded.profile and loaded.profile != profile:
+            raise WorkspaceError(f"{directory} is set up for profile {loaded.profile!r}, not {profile!r}: "
+                                 f"init another folder for another profile")
+    ignore = directory / ".gitignore"
+    existing = ignore.read_text() if ignore.exists() else ""
+    missing = [l for l in GITIGNORE.splitlines() if l and not l.startswith("#") and l not in existing.splitlines()]
+    if missing:
+        ignore.write_text(existing + ("" if existing.endswith("\n") or not existing else "\n") + GITIGNORE)
+    if ws.is_dirty() or not has_commits:
+        if has_commits:
+            ws.checkout(create=True)
+        else:
+            ws.git("checkout", "-q", "-b", ws.branch)
+        ws.commit(f"autoresearch: harness for tag {ws.tag}")
+    else:
+        ws.checkout(create=True)
+    return ws

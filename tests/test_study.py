@@ -1,0 +1,213 @@
+"""The loop over a fake 10-line harness in a real temp git repo: keep, discard, crash, timeout,
+invalid, resume, and ledger and git agreeing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autoresearch.config import Config
+from autoresearch.errors import AgentError, NotPreparedError, WorkspaceError
+from autoresearch.ledger import Ledger
+from autoresearch.study import Study
+from autoresearch.trial import TrialState
+from tests.fakes import ScriptedAgent, git, knob, make_fake_workspace, set_knob
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return make_fake_workspace(tmp_path / "ws")
+
+
+def run(ws, steps, n=None, **cfg):
+    agent = ScriptedAgent(steps)
+    study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 2, **cfg}))
+    study.optimize(max_trials=len(steps) if n is None else n)
+    return study, agent
+
+
+def assert_consistent(ws, study):
+    """Ledger and git agree: HEAD is the best kept commit, tree clean, rows match trials."""
+    trials = Ledger(ws, study.ws.tag).load()
+    kept = [t for t in trials if t.state == TrialState.KEEP]
+    assert git(ws, "rev-parse", "HEAD") == kept[-1].commit
+    assert git(ws, "status", "--porcelain") == ""
+    rows = (ws / "results.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    assert len(rows) == len(trials) + 1
+    assert [t.number for t in trials] == list(range(len(trials)))
+    # every kept commit is on the branch, in order
+    chain = git(ws, "rev-list", "--first-parent", "HEAD").split()
+    for t in kept:
+        assert t.commit in chain
+    return trials
+
+
+def test_keep_and_discard(ws):
+    study, _ = run(ws, [knob("X", 2.0), knob("X", 0.5), knob("X", 3.0)])
+    trials = assert_consistent(ws, study)
+    states = [t.state for t in trials]
+    assert states == [TrialState.KEEP, TrialState.KEEP, TrialState.DISCARD, TrialState.KEEP]
+    assert trials[0].kind == "baseline" and trials[0].values == (5.0, 5.0)
+    assert trials[1].value == pytest.approx(2.0) and trials[3].value == pytest.approx(1.0)
+    assert "X = 3.0" in (ws / "train.py").read_text()
+    # the discarded experiment's commit stays readable under refs/autoresearch
+    assert "X = 0.5" in git(ws, "show", f"refs/autoresearch/t/2:train.py")
+    tsv = (ws / "results.tsv").read_text().splitlines()
+    assert tsv[3].split("\t")[1:4] == ["7.250000", "0.0", "discard"]
+
+
+def test_crash_feeds_log_to_next_proposal_and_resets(ws):
+    study, agent = run(ws, [knob("MODE", "crash"), knob("X", 2.5)])
+    trials = assert_consistent(ws, study)
+    assert trials[1].state == TrialState.CRASH
+    assert "boom: crashed on purpose" in trials[1].reason
+    assert "boom" in agent.contexts[1].last_failure
+    assert trials[2].state == TrialState.KEEP
+    assert 'MODE = "ok"' in (ws / "train.py").read_text()
+
+
+def test_nan_is_a_crash(ws):
+    study, _ = run(ws, [knob("MODE", "nan")])
+    assert study.trials[-1].state == TrialState.CRASH
+    assert "no finite val_bpb" in study.trials[-1].reason
+
+
+def test_timeout_kills_from_outside(tmp_path):
+    ws = make_fake_workspace(tmp_path / "ws", allowance=2.0)
+    study, _ = run(ws, [knob("MODE", "hang")])
+    t = study.trials[-1]
+    assert t.state == TrialState.TIMEOUT
+    assert t.seconds < 10
+    assert_consistent(ws, study)
+
+
+def test_invalid_edits(ws):
+    def readonly(root):
+        (root / "prepare.py").write_text("SECRET_SPLIT = 0\n")
+        return "edit the evaluator"
+
+    def outside(root):
+        (root / "notes.txt").write_text("hello")
+        set_knob(root, "X", 2.0)
+        return "a new file"
+
+    def delete(root):
+        (root / "train.py").unlink()
+        return "delete train.py"
+
+    study, _ = run(ws, [readonly, outside, delete, lambda root: "did nothing"])
+    trials = assert_consistent(ws, study)
+    assert [t.state for t in trials[1:]] == [TrialState.INVALID] * 4
+    assert "prepare.py" in trials[1].reason
+    assert "notes.txt" in trials[2].reason
+    assert "train.py" in trials[3].reason
+    assert "no change" in trials[4].reason
+    assert not (ws / "notes.txt").exists() and (ws / "train.py").exists()
+    assert all(t.commit == "" for t in trials[1:])   # none of them was run
+
+
+def test_run_that_changes_readonly_or_ledger_is_invalid(ws):
+    study, _ = run(ws, [knob("MODE", "readonly"), knob("MODE", "ledger")])
+    trials = assert_consistent(ws, study)
+    assert trials[1].state == TrialState.INVALID and "read-only" in trials[1].reason
+    assert trials[2].state == TrialState.INVALID and "ledger" in trials[2].reason
+    # the forged ledger line did not survive
+    assert all(json.loads(l).get("number") is not None for l in (ws / ".autoresearch/t/trials.jsonl").read_text().splitlines())
+    assert "changed at run time" not in (ws / "prepare.py").read_text()
+
+
+def test_same_code_is_not_run_twice(ws):
+    study, _ = run(ws, [knob("X", 0.5), knob("X", 0.5)])
+    trials = study.trials
+    assert trials[2].state == TrialState.DISCARD and "same code as trial 1" in trials[2].reason
+    assert trials[2].commit == "" and trials[2].value == trials[1].value
+
+
+def test_agent_failures_are_trials_then_stop(ws):
+    boom = AgentError("API down")
+    study = Study(ws, agent=ScriptedAgent([RuntimeError("agent bug"), boom, boom]),
+                  config=Config.load({"baseline_runs": 1, "max_agent_failures": 3}))
+    with pytest.raises(AgentError, match="failed 3 times in a row"):
+        study.optimize(max_trials=10)
+    trials = assert_consistent(ws, study)
+    assert [t.state for t in trials[1:]] == [TrialState.INVALID] * 3
+    assert "agent crashed (RuntimeError): agent bug" in trials[1].reason
+
+
+def test_resume_continues_numbering_and_keeps_best(ws):
+    run(ws, [knob("X", 2.0)])
+    # an edit left in flight by a killed tool is stashed, not lost, and the study goes on
+    set_knob(ws, "X", 5.5)
+    study, agent = run(ws, [knob("X", 2.5)])
+    trials = assert_consistent(ws, study)
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert sum(1 for t in trials if t.kind == "baseline") == 1
+    assert agent.contexts[0].best.number == 1
+    assert "X = 5.5" in git(ws, "stash", "show", "-p")
+
+
+def test_resume_resets_an_unrecorded_candidate(ws):
+    study, _ = run(ws, [knob("X", 2.0)])
+    best = study.best.commit
+    # killed after committing a candidate, before recording it
+    set_knob(ws, "X", 0.1)
+    git(ws, "commit", "-qam", "trial 2: in flight")
+    study2, _ = run(ws, [], n=0)
+    assert git(ws, "rev-parse", "HEAD") == best
+    assert len(study2.trials) == 2
+
+
+def test_dirty_tree_at_first_start_is_refused(ws):
+    set_knob(ws, "X", 2.0)
+    with pytest.raises(WorkspaceError, match="uncommitted changes"):
+        run(ws, [knob("X", 2.5)])
+    assert "X = 2.0" in (ws / "train.py").read_text()      # nothing of the user's lost
+    assert not (ws / "results.tsv").exists()
+
+
+def test_tag_on_another_harness_is_refused(ws):
+    run(ws, [], n=0)
+    (ws / "prepare.py").write_text("SECRET_SPLIT = 7\n")
+    git(ws, "commit", "-qam", "new evaluator")
+    with pytest.raises(WorkspaceError, match="another harness"):
+        run(ws, [], n=0)
+    assert len(Ledger(ws, "t").load()) == 1
+
+
+def test_missing_prepare_step_is_one_clear_error(ws, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(ws / "nocache"))
+    monkeypatch.setenv("AUTORESEARCH_FAKE_UNPREPARED", "1")
+    with pytest.raises(NotPreparedError, match="autoresearch prepare"):
+        run(ws, [knob("X", 2.0)])
+    assert Ledger(ws, "t").load() == []
+
+
+def test_close_call_is_confirmed(ws):
+    # assumed noise sd 1.5 (deterministic runs measure none): a gain of 3.0 sits inside the band
+    # around the 2-sigma threshold at n = 1, 2 and 3, so it is measured 3 times, then judged on means
+    study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=1)
+    t = study.trials[-1]
+    assert t.values == (2.0, 2.0, 2.0)
+    assert t.state == TrialState.DISCARD
+    assert t.margin == pytest.approx(3.0 - 2 * 1.5 * (1 / 3 + 1) ** 0.5)
+    assert "n=3 vs 1" in t.reason
+
+
+def test_log_flood_is_bounded(ws):
+    study, _ = run(ws, [knob("MODE", "flood")])
+    t = study.trials[-1]
+    assert t.state == TrialState.DISCARD or t.state == TrialState.KEEP   # it printed a valid block at the end
+    log = ws / t.log
+    assert log.stat().st_size < 25 * 2**20
+    assert "bytes of output not kept" in log.read_text(errors="replace")[-70000:]
+
+
+def test_training_process_never_sees_secrets(ws, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-should-not-leak")
+    study, _ = run(ws, [knob("MODE", "secrets")])
+    log = (ws / study.trials[-1].log).read_text()
+    assert "seen: \n" in log or log.splitlines()[0] == "seen: "
+    assert "OPENAI_API_KEY" not in log and "GITHUB_TOKEN" not in log
