@@ -105,8 +105,6 @@ def _cmd_run(args) -> int:
         options["base_url"] = args.base_url
     display = Console(metric=harness.metric)
     study = Study(ws, agent=config.agent, agent_options=options, config=config, display=display)
-    display.message(f"study on {ws.branch} in {ws.root} (agent {config.agent}, profile {harness.profile or '-'}, "
-                    f"budget {harness.budget:.0f} s)")
     if config.workers > 1 or config.executor != "local":
         from autoresearch.executors import parallel_optimize
         parallel_optimize(study)

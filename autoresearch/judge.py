@@ -35,8 +35,8 @@ class Decision:
 
 
 def greedy(candidate: list[float], best: list[float], direction: str = "minimize") -> bool:
-    """Upstream's rule: keep if the (last) number is better at all."""
-    c, b = candidate[-1], best[-1]
+    """Upstream's rule: keep if the (last) number is better than the best's at all."""
+    c, b = candidate[-1], statistics.fmean(best)
     return c < b if direction == "minimize" else c > b
 
 

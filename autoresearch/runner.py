@@ -237,8 +237,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             note = f"\n[autoresearch: {drain.total - drain.written} bytes of output not kept in this log; tail follows]\n"
             log.write(note.encode() + drain.tail_text()[-65536:].encode())
         if killed:
-            what = {"timeout": f"killed after {timeout:.0f} s (budget + allowance)",
-                    "memory": f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb:.0f} MB"}[killed]
+            what = (f"killed after {timeout:.0f} s (budget + allowance)" if killed == "timeout" else
+                    f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb or 0:.0f} MB")
             log.write(f"\n[autoresearch: {what}]\n".encode())
     tail = drain.tail_text()
     if killed:

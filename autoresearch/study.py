@@ -18,8 +18,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass
-from pathlib import Path
+
 
 from autoresearch import agents as agents_mod
 from autoresearch import knobs, runner
@@ -29,19 +28,11 @@ from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError,
 from autoresearch.harness import Harness
 from autoresearch.judge import CONFIRM, KEEP, Judge
 from autoresearch.ledger import Ledger
+from autoresearch.measurement import Measurement, harness_env, measure
 from autoresearch.trial import Trial, TrialState
 from autoresearch.workspace import Workspace, init  # noqa: F401  (API: autoresearch.init)
 
 LOGS = ".autoresearch/logs"
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One run of one commit, classified."""
-    state: TrialState            # KEEP stands for "ran fine" here; the judge decides later
-    value: float | None
-    result: runner.RunResult
-    reason: str = ""
 
 
 def prepare(workspace, progress=None) -> None:
@@ -51,7 +42,7 @@ def prepare(workspace, progress=None) -> None:
     if not harness.prepare:
         return
     import subprocess
-    env = runner.scrub_env(extra=_harness_env(harness))
+    env = harness_env(harness)
     proc = subprocess.Popen(runner.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
@@ -62,18 +53,6 @@ def prepare(workspace, progress=None) -> None:
     if proc.wait() != 0:
         raise NotPreparedError(f"`{harness.prepare}` failed in {ws.root} (exit {proc.returncode}):\n"
                                + "".join(lines[-20:]))
-
-
-def _harness_env(harness: Harness, extra: dict | None = None) -> dict:
-    env = {}
-    if harness.profile:
-        env["AUTORESEARCH_PROFILE"] = harness.profile
-    if harness.data:
-        env["AUTORESEARCH_DATA"] = harness.data
-    if "AUTORESEARCH_CACHE" in os.environ:
-        env["AUTORESEARCH_CACHE"] = os.environ["AUTORESEARCH_CACHE"]
-    env.update(extra or {})
-    return env
 
 
 class Study:
@@ -158,6 +137,9 @@ class Study:
         agents_mod.check(self.agent)
         self.reconcile()
         self._check_prepared()
+        h = self.harness
+        self.display.message(f"study on {self.ws.branch} in {self.ws.root} (agent {self.agent_name}, profile "
+                             f"{h.profile or '-'}, budget {h.budget:g} s, {len(self.trials)} trials so far)")
         start = time.monotonic()
         done = 0
         try:
@@ -192,7 +174,7 @@ class Study:
             return
         argv = runner.command(self.harness.check)
         import subprocess
-        r = subprocess.run(argv, cwd=self.ws.root, env=runner.scrub_env(extra=_harness_env(self.harness)),
+        r = subprocess.run(argv, cwd=self.ws.root, env=harness_env(self.harness),
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise NotPreparedError(f"the data for profile {self.harness.profile or '?'} is not prepared: run "
@@ -353,73 +335,18 @@ class Study:
 
     # ------------------------------------------------------------------ measuring
     def _measure(self, number: int, repeat: int, commit: str) -> Measurement:
-        """Run the harness once at the current working tree and classify the outcome."""
-        ws, h = self.ws, self.harness
-        bad = self._readonly_changed()
-        if bad:
-            return Measurement(TrialState.INVALID, None, runner.RunResult(None, False, 0.0, ""),
-                               f"read-only file changed: {', '.join(bad)}")
+        """Run the harness once in the workspace; a run that writes to the ledger is INVALID."""
         suffix = f".{repeat}" if repeat else ""
-        log = ws.root / LOGS / f"{self.ws.tag}-{number}{suffix}.log"
-        model = ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}{suffix}.pt"
-        model.parent.mkdir(parents=True, exist_ok=True)
-        if model.exists():
-            model.unlink()
-        env = runner.scrub_env(extra=_harness_env(h, {"AUTORESEARCH_MODEL_OUT": str(model),
-                                                       "AUTORESEARCH_TRIAL": str(number)}))
-        ledger_before = self._ledger_state()
-        result = runner.run(runner.command(h.run), ws.root, h.timeout, log, env=env,
-                            memory_limit_mb=self.config.memory_limit(), on_progress=self.display.progress)
-        try:
-            return self._classify(result, model, env, ledger_before)
-        finally:
-            if model.exists():
-                model.unlink()   # models are large; the commit reproduces one
-
-    def _classify(self, result, model: Path, env: dict, ledger_before) -> Measurement:
-        h = self.harness
-        if self._ledger_state() != ledger_before:
+        root = self.ws.root
+        before = self._ledger_state()
+        m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
+                    root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}{suffix}.pt",
+                    self.config.memory_limit(), self.config.rescore, self.display.progress, number)
+        if self._ledger_state() != before:
             self._repair_ledger()
-            return Measurement(TrialState.INVALID, None, result, "the run wrote to the ledger (results.tsv or "
-                                                                "trials.jsonl); restored")
-        bad = self._readonly_changed()
-        if bad:
-            return Measurement(TrialState.INVALID, None, result, f"the run changed read-only file(s): {', '.join(bad)}")
-        tail = _tail_lines(result.tail)
-        if result.timed_out:
-            return Measurement(TrialState.TIMEOUT, None, result, f"timeout after {result.seconds:.0f} s\n{tail}")
-        if result.killed == "memory":
-            return Measurement(TrialState.CRASH, None, result, f"out of memory (limit {self.config.memory_limit():.0f} MB)\n{tail}")
-        if result.returncode != 0:
-            return Measurement(TrialState.CRASH, None, result, f"exit code {result.returncode}\n{tail}")
-        printed = result.metric(h.metric)
-        if printed is None:
-            return Measurement(TrialState.CRASH, None, result,
-                               f"no finite {h.metric} in the summary block\n{tail}")
-        claimed = result.metric("training_seconds")
-        if claimed is not None and claimed > result.seconds + 2.0:
-            return Measurement(TrialState.INVALID, None, result,
-                               f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
-        if not (h.score and self.config.rescore):
-            return Measurement(TrialState.KEEP, printed, result)
-        if not model.exists():
-            return Measurement(TrialState.INVALID, None, result,
-                               f"no saved model at {model.name} for the protected evaluator to score")
-        score_log = Path(result.log_path).with_suffix(".score.log")
-        scored = runner.run(runner.command(h.score, model=str(model)), self.ws.root, max(120.0, h.timeout),
-                            score_log, env=env, memory_limit_mb=self.config.memory_limit())
-        value = scored.metric(h.metric)
-        if scored.returncode != 0 or value is None:
-            return Measurement(TrialState.INVALID, None, result, f"the protected evaluator rejected the model "
-                                                                f"(exit {scored.returncode})\n{_tail_lines(scored.tail)}")
-        if abs(value - printed) > h.score_tolerance * max(1.0, abs(value)):
-            return Measurement(TrialState.INVALID, None, result,
-                               f"printed {h.metric} {printed:.6f} but the protected evaluator measured {value:.6f}")
-        return Measurement(TrialState.KEEP, value, result)
-
-    def _readonly_changed(self) -> list[str]:
-        now = self.ws.checksums(self.harness.readonly)
-        return [n for n, s in now.items() if self._readonly_sums.get(n) != s]
+            return Measurement(TrialState.INVALID, None, m.result,
+                               "the run wrote to the ledger (results.tsv or trials.jsonl); restored")
+        return m
 
     def _ledger_state(self):
         out = []
@@ -497,10 +424,6 @@ class Study:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, path)
-
-
-def _tail_lines(text: str, n: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-n:])
 
 
 def _jsonable(v) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -159,11 +158,8 @@ class Workspace:
         return (self.root / name).read_text()
 
     def checksums(self, names) -> dict[str, str]:
-        out = {}
-        for name in names:
-            p = self.root / name
-            out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
-        return out
+        from autoresearch.measurement import checksums
+        return checksums(self.root, names)
 
     def code_hash(self, names) -> str:
         h = hashlib.sha256()

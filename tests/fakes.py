@@ -100,4 +100,6 @@ def knob(name, value):
 
 
 def git(root, *args) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    """git in root, with an identity of its own (CI machines have no global one)."""
+    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+    return subprocess.run(["git", *ident, *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()

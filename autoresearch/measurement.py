@@ -1,0 +1,110 @@
+"""Measurement: one run of the harness in one directory, classified.
+
+`measure()` runs the harness' run command under the external limit, then the protected
+evaluator on the saved model, and classifies the outcome: crash, timeout, out of memory,
+forged score, changed read-only file, or a value of record. It needs only a directory and
+the Harness, so the local study and a Ray worker on another node call the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch import runner
+from autoresearch.trial import TrialState
+
+
+@dataclass(frozen=True)
+class Measurement:
+    state: TrialState            # KEEP stands for "ran fine" here; the judge decides the rest
+    value: float | None
+    result: runner.RunResult
+    reason: str = ""
+
+
+def checksums(root: Path, names) -> dict[str, str]:
+    out = {}
+    for name in names:
+        p = Path(root) / name
+        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
+    return out
+
+
+def harness_env(harness, extra: dict | None = None) -> dict:
+    """The harness' own variables (profile, data source, cache), on top of a scrubbed environment."""
+    env = {}
+    if harness.profile:
+        env["AUTORESEARCH_PROFILE"] = harness.profile
+    if harness.data:
+        env["AUTORESEARCH_DATA"] = harness.data
+    if "AUTORESEARCH_CACHE" in os.environ:
+        env["AUTORESEARCH_CACHE"] = os.environ["AUTORESEARCH_CACHE"]
+    env.update(extra or {})
+    return runner.scrub_env(extra=env)
+
+
+def tail_lines(text: str, n: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
+            rescore: bool = True, on_progress=None, trial: int = 0) -> Measurement:
+    """Run the harness once in root and classify the outcome. Never raises for the run's faults."""
+    root = Path(root)
+
+    def changed():
+        now = checksums(root, harness.readonly)
+        return [n for n, s in now.items() if readonly_sums.get(n) != s]
+
+    bad = changed()
+    if bad:
+        return Measurement(TrialState.INVALID, None, runner.RunResult(None, False, 0.0, ""),
+                           f"read-only file changed: {', '.join(bad)}")
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.unlink(missing_ok=True)
+    env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)})
+    try:
+        result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
+                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress)
+        return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore)
+    finally:
+        model.unlink(missing_ok=True)     # models are large; the commit reproduces one
+
+
+def _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore) -> Measurement:
+    bad = changed()
+    if bad:
+        return Measurement(TrialState.INVALID, None, result, f"the run changed read-only file(s): {', '.join(bad)}")
+    tail = tail_lines(result.tail)
+    if result.timed_out:
+        return Measurement(TrialState.TIMEOUT, None, result, f"timeout after {result.seconds:.0f} s\n{tail}")
+    if result.killed == "memory":
+        return Measurement(TrialState.CRASH, None, result, f"out of memory (limit {memory_limit_mb:.0f} MB)\n{tail}")
+    if result.returncode != 0:
+        return Measurement(TrialState.CRASH, None, result, f"exit code {result.returncode}\n{tail}")
+    printed = result.metric(harness.metric)
+    if printed is None:
+        return Measurement(TrialState.CRASH, None, result, f"no finite {harness.metric} in the summary block\n{tail}")
+    claimed = result.metric("training_seconds")
+    if claimed is not None and claimed > result.seconds + 2.0:
+        return Measurement(TrialState.INVALID, None, result,
+                           f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
+    if not (harness.score and rescore):
+        return Measurement(TrialState.KEEP, printed, result)
+    if not model.exists():
+        return Measurement(TrialState.INVALID, None, result,
+                           f"no saved model at {model.name} for the protected evaluator to score")
+    score_log = Path(result.log_path).with_suffix(".score.log")
+    scored = runner.run(runner.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
+                        score_log, env=env, memory_limit_mb=memory_limit_mb or None)
+    value = scored.metric(harness.metric)
+    if scored.returncode != 0 or value is None:
+        return Measurement(TrialState.INVALID, None, result, f"the protected evaluator rejected the model "
+                                                            f"(exit {scored.returncode})\n{tail_lines(scored.tail)}")
+    if abs(value - printed) > harness.score_tolerance * max(1.0, abs(value)):
+        return Measurement(TrialState.INVALID, None, result,
+                           f"printed {harness.metric} {printed:.6f} but the protected evaluator measured {value:.6f}")
+    return Measurement(TrialState.KEEP, value, result)

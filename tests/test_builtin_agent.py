@@ -1,0 +1,54 @@
+"""The builtin agent: Optuna over train.py's constants, one readable change per trial."""
+
+from __future__ import annotations
+
+import re
+
+from autoresearch.agents import Context, get_agent
+from autoresearch.agents.builtin import BuiltinAgent
+from autoresearch.config import Config
+from autoresearch.study import Study
+from autoresearch.trial import Trial, TrialState
+from tests.fakes import TRAIN, git, make_fake_workspace
+
+
+def test_study_with_builtin_agent_improves_and_only_touches_literals(tmp_path):
+    ws = make_fake_workspace(tmp_path / "ws")
+    study = Study(ws, agent="builtin", config=Config.load({"baseline_runs": 1}, environ={}))
+    study.optimize(max_trials=8)
+    trials = study.trials
+    assert len(trials) == 9
+    for t in trials[1:]:
+        assert re.fullmatch(r"X 1\.0 -> [0-9.]+|X [0-9.]+ -> [0-9.]+", t.description), t.description
+        assert t.state in (TrialState.KEEP, TrialState.DISCARD)
+    assert study.best.value < trials[0].value          # (X-3)^2+1 from X=1: some draw gets closer
+    # the kept file differs from the original only in the X line
+    diff = [l for l in git(ws, "diff", trials[0].commit, "HEAD", "--", "train.py").splitlines()
+            if l.startswith(("+", "-")) and not l.startswith(("+++", "---"))]
+    assert len(diff) == 2 and all(l[1:].startswith("X = ") for l in diff)
+
+
+def test_history_seeds_the_search_and_no_point_repeats(tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    history = []
+    for i, x in enumerate([1.0, 2.0, 2.5, 4.0, 5.0, 3.5]):
+        history.append(Trial(number=i, state=TrialState.DISCARD if i else TrialState.KEEP, description="",
+                             commit=f"c{i}", value=(x - 3) ** 2 + 1, extra={"knobs": {"X": x}}))
+    agent = BuiltinAgent(n_startup_trials=3)
+    seen = set()
+    for n in range(6):
+        (tmp_path / "train.py").write_text(TRAIN)
+        ctx = Context(root=tmp_path, program="", files={"train.py": TRAIN}, editable=("train.py",),
+                      history=tuple(history), best=history[0], trial_number=10 + n, search={"X": [0.0, 6.0]})
+        p = agent.propose(ctx)
+        assert not p.invalid
+        x = p.extra["params"]["X"]
+        assert x not in {1.0, 2.0, 2.5, 4.0, 5.0, 3.5}
+        seen.add(x)
+        assert f"X = {x}" in (tmp_path / "train.py").read_text()
+    assert len(seen) >= 3
+
+
+def test_no_search_range_is_an_invalid_proposal(tmp_path):
+    ctx = Context(root=tmp_path, program="", files={"train.py": TRAIN}, editable=("train.py",), search={})
+    assert "no [search] range" in get_agent("builtin").propose(ctx).invalid

@@ -1,0 +1,164 @@
+"""Small modules: knobs, judge, ledger, config, runner, harness config."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import pytest
+
+from autoresearch import knobs, runner
+from autoresearch.config import Config
+from autoresearch.errors import ConfigError
+from autoresearch.harness import Harness
+from autoresearch.judge import CONFIRM, DISCARD, KEEP, Judge, greedy
+from autoresearch.ledger import HEADER, Ledger
+from autoresearch.trial import Trial, TrialState
+
+SRC = '''"""doc"""
+import os
+DEPTH = 4          # layers
+LR: float = 0.04   # learning rate
+NAME = "x"  # a string
+NEG = -1e-3
+EXPR = 2**3
+lower = 5
+'''
+
+
+def test_knobs_find_only_literal_constants():
+    found = knobs.find(SRC)
+    assert {k: v.value for k, v in found.items()} == {"DEPTH": 4, "LR": 0.04, "NAME": "x", "NEG": -0.001}
+
+
+def test_knobs_rewrite_keeps_comments_and_layout():
+    out = knobs.rewrite(SRC, {"DEPTH": 6, "LR": 0.05, "NEG": -2e-4})
+    assert "DEPTH = 6          # layers\n" in out
+    assert "LR: float = 0.05   # learning rate\n" in out
+    assert "NEG = -0.0002\n" in out
+    assert out.replace("6 ", "4 ", 1).replace("0.05", "0.04").replace("-0.0002", "-1e-3") == SRC
+    with pytest.raises(KeyError):
+        knobs.rewrite(SRC, {"EXPR": 1})
+
+
+def test_judge_uses_measured_noise():
+    j = Judge(sigma=2.0, confirm_band=0.5, max_repeats=3)
+    j.observe([1.00, 1.02, 0.98])
+    assert j.sd == pytest.approx(0.02)
+    best = [1.00, 1.02, 0.98]
+    assert j.decide([0.90], best).verdict == KEEP          # gain 0.1 >> 2 * 0.02 * 1.15
+    assert j.decide([1.01], best).verdict == DISCARD       # worse
+    d = j.decide([0.955], best)                            # gain 0.045 ~ threshold 0.046
+    assert d.verdict == CONFIRM and d.threshold == pytest.approx(2 * 0.02 * math.sqrt(1 + 1 / 3))
+    assert j.decide([0.955, 0.955, 0.955], best).verdict == KEEP   # threshold shrinks with n
+    assert greedy([0.999], best) and not greedy([1.01], best)
+
+
+def test_judge_maximize_and_min_delta():
+    j = Judge(direction="maximize", min_delta=0.5)
+    assert j.decide([10.6], [10.0]).verdict == KEEP
+    assert j.decide([10.4], [10.0]).verdict == DISCARD
+
+
+def test_ledger_append_load_and_torn_line(tmp_path):
+    led = Ledger(tmp_path, "tag")
+    led.open()
+    t = Trial(number=0, state=TrialState.KEEP, description="base\tline\nbreak", commit="abcdef1234", value=1.5,
+              values=(1.5,), metrics={"peak_vram_mb": 2048.0})
+    led.append(t)
+    led.append(t.replace(number=1, state=TrialState.TIMEOUT, value=None, description="hang"))
+    with open(led.jsonl, "a") as f:
+        f.write('{"number": 2, "sta')        # killed mid-write
+    assert [x.number for x in led.load()] == [0, 1]
+    led.open()
+    assert [x.number for x in led.load()] == [0, 1]
+    rows = led.tsv.read_text().splitlines()
+    assert rows[0] + "\n" == HEADER
+    assert rows[1] == "abcdef1\t1.500000\t2.0\tkeep\tbase line break"
+    assert rows[2] == "abcdef1\t0.000000\t0.0\tcrash\t[timeout] hang"
+
+
+def test_ledger_open_keeps_a_foreign_results_tsv(tmp_path):
+    (tmp_path / "results.tsv").write_text(HEADER + "1234567\t0.9\t1.0\tkeep\tsomeone else's\n")
+    Ledger(tmp_path, "new").open()
+    assert (tmp_path / "results.tsv").read_text() == HEADER
+    assert "someone else's" in (tmp_path / ".autoresearch" / "results.tsv.bak").read_text()
+
+
+def test_config_precedence_and_errors():
+    cfg = Config.load({"baseline_runs": 5, "sigma": 3}, environ={"AUTORESEARCH_SIGMA": "1.5"}, sigma=None,
+                      max_trials=7)
+    assert (cfg.baseline_runs, cfg.sigma, cfg.max_trials) == (5, 1.5, 7)
+    assert Config.load({}, environ={}, sigma=2.5).sigma == 2.5
+    with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
+        Config.load({"bogus": 1}, environ={})
+    with pytest.raises(ConfigError, match="not a valid int"):
+        Config.load({"baseline_runs": "three"}, environ={})
+    with pytest.raises(ConfigError, match="executor"):
+        Config.load({}, environ={}, executor="slurm")
+
+
+def test_harness_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="autoresearch init"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text("[harness\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\neditable = ["a.py"]\nreadonly = ["a.py"]\n')
+    with pytest.raises(ConfigError, match="both editable and read-only"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\nmetrc = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\ndirection = "down"\n')
+    with pytest.raises(ConfigError, match="direction"):
+        Harness.load(tmp_path)
+
+
+def test_parse_summary_takes_last_block():
+    text = "---\nval_bpb: 9\n...\nstep 1 | loss: 2\n---\nval_bpb:          0.997900\npeak_vram_mb:     45,060.2\nname: x\n\nafter"
+    assert runner.parse_summary(text) == {"val_bpb": 0.9979, "peak_vram_mb": 45060.2, "name": "x"}
+    assert runner.parse_summary("no block") == {}
+
+
+def test_scrub_env_drops_credentials():
+    env = runner.scrub_env({"PATH": "/bin", "OPENAI_API_KEY": "k", "HF_TOKEN": "t", "AUTORESEARCH_PROFILE": "cpu",
+                            "AWS_SECRET_ACCESS_KEY": "s", "RANDOM_VAR": "r", "CUDA_VISIBLE_DEVICES": "0"})
+    assert set(env) == {"PATH", "AUTORESEARCH_PROFILE", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED"}
+
+
+def test_runner_timeout_kills_the_whole_group(tmp_path):
+    # the child starts a grandchild that would outlive it; both must die at the limit
+    script = ("import subprocess, sys, time\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              "open('grandchild.pid', 'w').write(str(p.pid)); print('started', flush=True); time.sleep(600)\n")
+    t0 = time.monotonic()
+    r = runner.run([sys.executable, "-c", script], tmp_path, timeout=1.5, log_path=tmp_path / "log")
+    assert r.timed_out and r.killed == "timeout" and time.monotonic() - t0 < 10
+    pid = int((tmp_path / "grandchild.pid").read_text())
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "started" in (tmp_path / "log").read_text()
+
+
+def test_runner_memory_limit(tmp_path):
+    script = "import time\nx = bytearray(400 * 2**20)\nx[::4096] = b'1' * len(x[::4096])\ntime.sleep(30)\n"
+    r = runner.run([sys.executable, "-c", script], tmp_path, timeout=20, log_path=tmp_path / "log",
+                   memory_limit_mb=200)
+    assert r.killed == "memory" and not r.ok and r.seconds < 15
+
+
+def test_runner_missing_program_is_a_result(tmp_path):
+    r = runner.run(["/nonexistent/prog"], tmp_path, timeout=5, log_path=tmp_path / "log")
+    assert r.returncode == 127 and "could not start" in r.tail
+
+
+def test_runner_progress_callback(tmp_path):
+    seen = []
+    script = "import time\nfor i in range(3):\n    print(f'step {i} | loss: {3-i}.5 | remaining: {9-i}s', flush=True); time.sleep(0.1)\n"
+    runner.run([sys.executable, "-c", script], tmp_path, timeout=10, log_path=tmp_path / "log",
+               on_progress=lambda p: seen.append((p.step, p.loss, p.remaining)))
+    assert seen[-1] == (2, 1.5, 7.0)
