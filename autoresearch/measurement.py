@@ -51,7 +51,7 @@ def tail_lines(text: str, n: int = 30) -> str:
 
 
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
-            rescore: bool = True, on_progress=None, trial: int = 0) -> Measurement:
+            rescore: bool = True, on_progress=None, trial: int = 0, on_start=None) -> Measurement:
     """Run the harness once in root and classify the outcome. Never raises for the run's faults."""
     root = Path(root)
 
@@ -68,13 +68,13 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)})
     try:
         result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
-                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress)
-        return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore)
+                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start)
+        return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
     finally:
         model.unlink(missing_ok=True)     # models are large; the commit reproduces one
 
 
-def _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore) -> Measurement:
+def _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start=None) -> Measurement:
     bad = changed()
     if bad:
         return Measurement(TrialState.INVALID, None, result, f"the run changed read-only file(s): {', '.join(bad)}")
@@ -99,7 +99,7 @@ def _classify(root, harness, result, model, env, changed, memory_limit_mb, resco
                            f"no saved model at {model.name} for the protected evaluator to score")
     score_log = Path(result.log_path).with_suffix(".score.log")
     scored = runner.run(runner.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
-                        score_log, env=env, memory_limit_mb=memory_limit_mb or None)
+                        score_log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start)
     value = scored.metric(harness.metric)
     if scored.returncode != 0 or value is None:
         return Measurement(TrialState.INVALID, None, result, f"the protected evaluator rejected the model "

@@ -174,7 +174,8 @@ def _group_rss_mb(pid: int) -> float:
         return 0.0
 
 
-def _kill_group(pgid: int, grace: float = 3.0) -> None:
+def kill_group(pgid: int, grace: float = 3.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after grace seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
@@ -189,9 +190,19 @@ def _kill_group(pgid: int, grace: float = 3.0) -> None:
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGKILL when the tool dies (even by kill -9)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
-        max_log_bytes: int = 20 * 2**20, on_progress=None) -> RunResult:
+        max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None) -> RunResult:
     """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,11 +212,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         try:
             proc = subprocess.Popen(argv, cwd=str(cwd), env=env if env is not None else scrub_env(),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         except OSError as e:
             log.write(f"could not start {argv!r}: {e}\n".encode())
             return RunResult(returncode=127, timed_out=False, seconds=0.0, log_path=str(log_path),
                              tail=f"could not start {argv!r}: {e}")
+        if on_start is not None:
+            on_start(proc.pid)          # the process group id too: the study records it for resume
         drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
         drain.start()
         killed, peak, last_mem = "", 0.0, 0.0
@@ -224,11 +238,11 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                         break
                 time.sleep(0.05)
         except BaseException:
-            _kill_group(proc.pid)       # Ctrl-C or a kill of the tool: never leave a trainer behind
+            kill_group(proc.pid)       # Ctrl-C or a kill of the tool: never leave a trainer behind
             raise
         finally:
             # also reaps anything the command left behind in its group
-            _kill_group(proc.pid, grace=3.0 if killed else 0.5)
+            kill_group(proc.pid, grace=3.0 if killed else 0.5)
         proc.wait()
         drain.join(timeout=10)
         seconds = time.monotonic() - start

@@ -91,6 +91,7 @@ class Study:
             if ws.current_branch() in ("HEAD", "") or ledger.load():
                 raise WorkspaceError(f"no branch {ws.branch}: run `autoresearch init {ws.root} --tag {ws.tag}`")
             ws.checkout(create=True)
+        self._clean_up_after_kill()
         resuming = bool(ledger.load()) or ledger.meta_path.exists()
         if ws.is_dirty():
             changed = ", ".join(ws.changed_files()[:5])
@@ -126,6 +127,25 @@ class Study:
                                      f"was the branch rewritten? Start a new tag with --tag")
             if ws.head() != self.best.commit:
                 ws.reset_hard(self.best.commit)
+
+    def _clean_up_after_kill(self) -> None:
+        """A study killed with kill -9 may leave its run's process group and git's index lock."""
+        path = self.ledger.dir / "running.json"
+        try:
+            info = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            info = None
+        if info and not _alive(info.get("pid")):
+            pgid = info.get("child_pgid")
+            if pgid and _alive(pgid):
+                runner.kill_group(int(pgid))
+            path.unlink(missing_ok=True)
+        elif info and info.get("pid") != os.getpid():
+            raise WorkspaceError(f"another autoresearch process (pid {info.get('pid')}) is running a study on tag "
+                                 f"{self.ws.tag} here: stop it first, or use another --tag")
+        lock = self.ws.root / ".git" / "index.lock"
+        if lock.exists():
+            lock.unlink()       # left by a git command killed with the tool; no git runs here but ours
 
     # ------------------------------------------------------------------ the loop
     def optimize(self, max_trials: int | None = None, hours: float | None = None,
@@ -261,7 +281,7 @@ class Study:
                                        started, agent_seconds=time.monotonic() - t0)
         agent_seconds = time.monotonic() - t0
         self._failures = 0
-        description = " ".join((proposal.description or "").split())[:300] or "(no description)"
+        description = " ".join(str(proposal.description or "").split())[:300] or "(no description)"
         cost = self._cost(proposal)
         common = dict(agent_seconds=agent_seconds, cost=cost, proposal=proposal)
         if proposal.invalid:
@@ -341,7 +361,8 @@ class Study:
         before = self._ledger_state()
         m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
                     root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}{suffix}.pt",
-                    self.config.memory_limit(), self.config.rescore, self.display.progress, number)
+                    self.config.memory_limit(), self.config.rescore, self.display.progress, number,
+                    on_start=self._child_started)
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,
@@ -413,17 +434,37 @@ class Study:
         self.trials.append(trial)
         self.display.trial_done(trial, self.best if trial.state != TrialState.KEEP else trial)
 
-    def _running(self, info: dict | None) -> None:
-        """What `autoresearch status` shows as running now."""
+    def _child_started(self, pgid: int) -> None:
+        path = self.ledger.dir / "running.json"
+        try:
+            info = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            info = {}
+        self._running(dict(info, child_pgid=pgid), keep_since=True)
+
+    def _running(self, info: dict | None, keep_since: bool = False) -> None:
+        """What `autoresearch status` shows as running now (and what a resume must clean up)."""
         path = self.ledger.dir / "running.json"
         if info is None:
             path.unlink(missing_ok=True)
             return
-        info = dict(info, pid=os.getpid(), since=time.time(), budget=self.harness.budget)
+        info = dict(info, pid=os.getpid(), budget=self.harness.budget)
+        if not keep_since or "since" not in info:
+            info["since"] = time.time()
         self.ledger.dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, path)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
+        return False
+    except PermissionError:
+        return True
 
 
 def _jsonable(v) -> bool:
