@@ -19,8 +19,9 @@ class Config:
     baseline_runs: int = 3            # the baseline runs this many times to measure noise
     sigma: float = 2.0                # keep only gains above sigma x the standard error of the difference
     min_delta: float = 0.0            # ... and at least this large (metric units)
-    confirm_band: float = 1.0         # a gain within this many standard errors of the threshold is re-run
-    max_repeats: int = 3              # measurements of one candidate at most
+    confirm_band: float = 1.5         # a gain within this many standard errors of the threshold is re-run
+    max_repeats: int = 4              # measurements of one candidate at most
+    rerun_best: bool = True           # a close call also re-measures the best (its mean sharpens too)
     prior_sd: float = 0.0             # noise sd assumed until repeats measure one
     max_agent_failures: int = 5       # this many agent failures in a row stop the study
     memory_limit_mb: float = 0.0      # kill a run above this RSS; 0 = 80% of the machine's memory

@@ -42,7 +42,7 @@ def greedy(candidate: list[float], best: list[float], direction: str = "minimize
 
 class Judge:
     def __init__(self, direction: str = "minimize", sigma: float = 2.0, min_delta: float = 0.0,
-                 confirm_band: float = 1.0, max_repeats: int = 3, prior_sd: float = 0.0):
+                 confirm_band: float = 1.5, max_repeats: int = 4, prior_sd: float = 0.0):
         self.direction = direction
         self.sigma = sigma
         self.min_delta = min_delta
@@ -51,6 +51,12 @@ class Judge:
         self.prior_sd = prior_sd
         self._ss = 0.0        # pooled sum of squared deviations from each group's mean
         self._dof = 0         # pooled degrees of freedom
+
+    def fit(self, groups) -> None:
+        """Estimate the noise afresh from every group of repeats (a group may have grown)."""
+        self._ss, self._dof = 0.0, 0
+        for values in groups:
+            self.observe(values)
 
     def observe(self, values) -> None:
         """Add one group of repeated measurements of the same code to the noise estimate."""

@@ -190,7 +190,7 @@ def kill_group(pgid: int, grace: float = 3.0) -> None:
             time.sleep(0.05)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGKILL when the tool dies (even by kill -9)."""
     try:
         import ctypes
@@ -213,7 +213,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             proc = subprocess.Popen(argv, cwd=str(cwd), env=env if env is not None else scrub_env(),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                    preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         except OSError as e:
             log.write(f"could not start {argv!r}: {e}\n".encode())
             return RunResult(returncode=127, timed_out=False, seconds=0.0, log_path=str(log_path),

@@ -115,10 +115,15 @@ class Study:
                     "direction": self.harness.direction, "profile": self.harness.profile}
             ledger.write_meta(meta)
         self._readonly_sums = meta.get("readonly") or ws.checksums(self.harness.readonly)
+        # a close call may have re-measured the best: those values belong to the best's trial
+        by_number = {t.number: i for i, t in enumerate(trials)}
+        for t in list(trials):
+            for number, values in (t.extra.get("best_reruns") or {}).items():
+                i = by_number.get(int(number))
+                if i is not None:
+                    trials[i] = trials[i].replace(values=trials[i].values + tuple(values))
         self.trials = trials
-        for t in trials:
-            if len(t.values) >= 2:
-                self.judge.observe(t.values)
+        self._fit_noise()
         kept = [t for t in trials if t.state == TrialState.KEEP]
         self.best = kept[-1] if kept else None
         if self.best is not None:
@@ -143,9 +148,10 @@ class Study:
         elif info and info.get("pid") != os.getpid():
             raise WorkspaceError(f"another autoresearch process (pid {info.get('pid')}) is running a study on tag "
                                  f"{self.ws.tag} here: stop it first, or use another --tag")
-        lock = self.ws.root / ".git" / "index.lock"
-        if lock.exists():
-            lock.unlink()       # left by a git command killed with the tool; no git runs here but ours
+        # locks left by a git command killed with the tool (git dies with it; no git runs here but ours)
+        gitdir = self.ws.root / ".git"
+        for lock in [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock")]:
+            lock.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ the loop
     def optimize(self, max_trials: int | None = None, hours: float | None = None,
@@ -231,13 +237,16 @@ class Study:
             self._record(trial)
             raise AutoresearchError(f"the baseline failed ({last.state.value}: {last.reason.splitlines()[0] if last.reason else ''}); "
                                     f"fix the harness, see the log {last.result.log_path}")
-        self.judge.observe(values)
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
                             reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs")
         ws.pin(number, commit)
         self._record(trial)
         self.best = trial
+        self._fit_noise()
+
+    def _fit_noise(self) -> None:
+        self.judge.fit(t.values for t in self.trials if len(t.values) >= 2)
 
     def _next_number(self) -> int:
         return (max(t.number for t in self.trials) + 1) if self.trials else 0
@@ -312,7 +321,7 @@ class Study:
         self.display.trial_started(number, description, h.budget)
         self._running({"number": number, "description": description, "commit": commit})
         values, seconds, training, m = [], 0.0, 0.0, None
-        decision = None
+        decision, best_new = None, []
         while True:
             m = self._measure(number, len(values), commit)
             seconds += m.result.seconds
@@ -324,8 +333,16 @@ class Study:
             if decision.verdict != CONFIRM:
                 break
             self.display.message(f"  close call ({decision.explain()}): measuring again")
-        if len(values) >= 2:
-            self.judge.observe(values)
+            if self.config.rerun_best and len(self.best.values) < 2 * self.config.max_repeats:
+                b = self._measure_best(number, len(best_new))
+                seconds += b.result.seconds
+                training += float(b.result.metric("training_seconds") or 0.0)
+                if b.value is not None:
+                    best_new.append(b.value)
+                    self._grow_best(best_new[-1:])
+        extra = {"best_reruns": {str(self.best.number): best_new}} if best_new else {}
+        if len(values) >= 2 or best_new:
+            self._fit_noise_with(values)
         if m.value is None:
             state, reason = m.state, m.reason
         else:
@@ -334,7 +351,7 @@ class Study:
         trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
                             seconds=seconds, training=training, started=started, reason=reason,
                             margin=decision.margin if decision and m.value is not None else None,
-                            code_hash=code_hash, **common)
+                            code_hash=code_hash, extra=extra, **common)
         self._record(trial)          # fsynced before git moves
         if state == TrialState.KEEP:
             self.best = trial        # the branch is already at commit
@@ -342,6 +359,29 @@ class Study:
             ws.reset_hard(parent)
         self._running(None)
         return trial
+
+    def _grow_best(self, values) -> None:
+        """New measurements of the best's code: its mean sharpens (recorded with the candidate)."""
+        grown = self.best.replace(values=self.best.values + tuple(values))
+        self.trials = [grown if t is self.best else t for t in self.trials]
+        self.best = grown
+
+    def _fit_noise_with(self, values) -> None:
+        self.judge.fit([*(t.values for t in self.trials if len(t.values) >= 2), values])
+
+    def _measure_best(self, number: int, repeat: int) -> Measurement:
+        """Run the best commit again in a worktree beside the workspace (the candidate stays checked out)."""
+        root = self.ws.root
+        tree = root / ".autoresearch" / "worktrees" / "best"
+        self.ws.remove_worktree(tree)
+        self.ws.add_worktree(tree, self.best.commit)
+        try:
+            name = f"{self.ws.tag}-{number}.best{repeat}"
+            return measure(tree, self.harness, self._readonly_sums, root / LOGS / f"{name}.log",
+                           root / ".autoresearch" / "models" / f"{name}.pt", self.config.memory_limit(),
+                           self.config.rescore, self.display.progress, number, on_start=self._child_started)
+        finally:
+            self.ws.remove_worktree(tree)
 
     def _discard_unrun(self, number, parent, state, description, reason, started, value=None,
                        agent_seconds=0.0, cost=0.0, proposal=None) -> Trial:
@@ -402,9 +442,9 @@ class Study:
 
     def _trial(self, number, state, description, commit, parent, values, m, started, reason="", seconds=0.0,
                training=0.0, kind="trial", margin=None, code_hash="", agent_seconds=0.0, cost=0.0,
-               proposal=None, value=None) -> Trial:
+               proposal=None, value=None, extra=None) -> Trial:
         metrics = dict(m.result.summary) if m is not None and m.value is not None else {}
-        extra = {}
+        extra = dict(extra or {})
         if m is not None and m.value is None:
             extra["tail"] = m.result.tail[-4000:]
         if values and m is not None:

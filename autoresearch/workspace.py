@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import subprocess
+import sys
 from pathlib import Path
 
 from autoresearch.errors import WorkspaceError
+from autoresearch.runner import die_with_parent
 
 GITIGNORE = """# autoresearch: results.tsv, logs and caches stay out of git (a reset never loses a row)
 results.tsv
@@ -28,6 +30,13 @@ __pycache__/
 def default_tag() -> str:
     """Today's date like upstream: nov26."""
     return datetime.date.today().strftime("%b%d").lower()
+
+
+def _git(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """git dies with the tool (kill -9 included): an orphaned git must not race the next start,
+    which then finds at most a stale index.lock to remove."""
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                          preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
 
 
 def _identity_args(cwd: Path) -> list[str]:
@@ -57,7 +66,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ git plumbing
     def git(self, *args: str, check: bool = True, cwd: Path | None = None) -> str:
-        r = subprocess.run(["git", *args], cwd=cwd or self.root, capture_output=True, text=True)
+        r = _git(["git", *args], cwd=cwd or self.root)
         if check and r.returncode != 0:
             raise WorkspaceError(f"git {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}")
         return r.stdout.strip()
@@ -92,8 +101,10 @@ class Workspace:
 
     def status(self) -> list[tuple[str, str]]:
         """(code, path) for every change against HEAD, untracked files included, ignored ones not."""
-        out = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"],
-                             cwd=self.root, capture_output=True, text=True, check=True).stdout
+        r = _git(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=self.root)
+        if r.returncode != 0:
+            raise WorkspaceError(f"git status failed: {r.stderr.strip()}")
+        out = r.stdout
         entries, parts, i = [], out.split("\0"), 0
         while i < len(parts):
             item = parts[i]
@@ -141,7 +152,7 @@ class Workspace:
         self.git("update-ref", f"refs/autoresearch/{self.tag}/{number}", commit)
 
     def is_ancestor(self, a: str, b: str) -> bool:
-        r = subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=self.root, capture_output=True)
+        r = _git(["git", "merge-base", "--is-ancestor", a, b], cwd=self.root)
         return r.returncode == 0
 
     def has_commit(self, commit: str) -> bool:

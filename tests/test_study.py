@@ -187,12 +187,28 @@ def test_missing_prepare_step_is_one_clear_error(ws, monkeypatch):
 def test_close_call_is_confirmed(ws):
     # assumed noise sd 1.5 (deterministic runs measure none): a gain of 3.0 sits inside the band
     # around the 2-sigma threshold at n = 1, 2 and 3, so it is measured 3 times, then judged on means
-    study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=1)
+    study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=1,
+                   rerun_best=False)
     t = study.trials[-1]
     assert t.values == (2.0, 2.0, 2.0)
     assert t.state == TrialState.DISCARD
     assert t.margin == pytest.approx(3.0 - 2 * 1.5 * (1 / 3 + 1) ** 0.5)
     assert "n=3 vs 1" in t.reason
+
+
+def test_close_call_re_measures_the_best_too(ws):
+    # the same close call, now also re-running the best beside it: n=3 vs 3 clears the threshold
+    study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=1)
+    t = study.trials[-1]
+    assert t.values == (2.0, 2.0, 2.0) and t.state == TrialState.KEEP
+    assert "n=3 vs 3" in t.reason
+    assert t.extra["best_reruns"] == {"0": [5.0, 5.0]}
+    assert study.trials[0].values == (5.0, 5.0, 5.0)
+    assert git(ws, "worktree", "list").count("\n") == 0          # the best's worktree is gone
+    # a resumed study sees the best's grown record
+    again = Study(ws, agent=ScriptedAgent([]), config=Config.load({}))
+    again.reconcile()
+    assert again.trials[0].values == (5.0, 5.0, 5.0)
 
 
 def test_log_flood_is_bounded(ws):

@@ -182,8 +182,9 @@ budget = {budget}                        # seconds of training (the profile's TI
 baseline_runs = 3      # the baseline runs this many times to measure the metric's noise
 sigma = 2.0            # keep only gains larger than sigma x the noise of the difference
 min_delta = 0.0        # and at least this large
-confirm_band = 1.0     # a gain within this many noise sds of the threshold is re-run before deciding
-max_repeats = 3        # measurements of one candidate at most
+confirm_band = 1.5     # a gain within this many standard errors of the threshold is re-run before deciding
+max_repeats = 4        # measurements of one candidate at most
+rerun_best = true      # a close call re-measures the best too
 
 # Search ranges of the builtin agent: NAME = [low, high, "log" | "linear" | "int" | "int_log"]
 [search]

@@ -1,0 +1,128 @@
+"""Keep accuracy: how often the judge keeps a change that is no better (false keeps), and how
+often it keeps a real gain (true keeps), beside upstream's greedy rule on the same trials.
+
+    python benchmarks/keep_accuracy.py                          # synthetic: noise sd 0.006, gains of 2 sd
+    python benchmarks/keep_accuracy.py --real --budget 20 --runs 6   # real cpu-profile runs, then resampled
+
+Synthetic mode draws metrics from a normal distribution with the noise measured on the cpu
+profile (sd 0.006 val_bpb). Real mode first measures pools of real runs of the default harness:
+A = the baseline with seed-only changes (A/A), B = a known real change (a higher MATRIX_LR,
+or --change NAME=VALUE); then many simulated studies draw each measurement from those pools, so a
+handful of real runs gives rates over thousands of decisions. In every simulated study the judge
+starts from a k=3 baseline and learns the noise from repeats as the real study does.
+Goal: false keeps <= 5% with true 2-sigma gains kept >= 80%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autoresearch.judge import CONFIRM, KEEP, Judge  # noqa: E402
+
+
+def simulate(draw_a, draw_b, rng, studies=300, trials=20, k=3, frac_true=0.5, **judge_kw):
+    """Returns rows (is_real_gain, judge_kept, runs_used, greedy_kept) over all simulated trials."""
+    rows = []
+    for _ in range(studies):
+        judge = Judge(**judge_kw)
+        base = [draw_a() for _ in range(k)]
+        judge.observe(base)
+        for _ in range(trials):
+            real = rng.random() < frac_true
+            draw = draw_b if real else draw_a
+            values = [draw()]
+            while True:
+                d = judge.decide(values, base)
+                if d.verdict != CONFIRM:
+                    break
+                values.append(draw())
+            if len(values) >= 2:
+                judge.observe(values)
+            # upstream: one run of the candidate against the one printed number of the best
+            rows.append((real, d.verdict == KEEP, len(values), values[0] < base[0]))
+    return rows
+
+
+def rates(rows):
+    aa = [r for r in rows if not r[0]]
+    gain = [r for r in rows if r[0]]
+    return {
+        "false_keep": sum(r[1] for r in aa) / max(1, len(aa)),
+        "true_keep": sum(r[1] for r in gain) / max(1, len(gain)),
+        "runs": statistics.fmean(r[2] for r in rows),
+        "greedy_false_keep": sum(r[3] for r in aa) / max(1, len(aa)),
+        "greedy_true_keep": sum(r[3] for r in gain) / max(1, len(gain)),
+    }
+
+
+def print_table(r, label):
+    print(f"\n{label}")
+    print(f"{'rule':34} {'false keeps (A/A)':>18} {'true keeps':>11} {'runs/trial':>11}")
+    print(f"{'autoresearch judge (2 sd, confirm)':34} {r['false_keep']:>18.1%} {r['true_keep']:>11.1%} {r['runs']:>11.2f}")
+    print(f"{'upstream greedy (any lower number)':34} {r['greedy_false_keep']:>18.1%} {r['greedy_true_keep']:>11.1%} {1:>11.2f}")
+    print("goal: false keeps <= 5%, true 2-sigma gains kept >= 80%")
+
+
+def real_pools(budget, runs, change):
+    from autoresearch import knobs
+    from benchmarks.common import workspace
+    from autoresearch.measurement import checksums, measure
+    from autoresearch.harness import Harness
+
+    ws = workspace("cpu", budget)
+    h = Harness.load(ws.root)
+    sums = checksums(ws.root, h.readonly)
+    train = ws.root / "train.py"
+    original = train.read_text()
+    name, value = change.split("=")
+    current = knobs.find(original)
+    value = type(current[name].value)(value)
+    pools = {"A": [], "B": []}
+    for i in range(runs):
+        for label, edits in (("A", {"SEED": 1000 + i}), ("B", {"SEED": 1000 + i, name: value})):
+            train.write_text(knobs.rewrite(original, edits))
+            m = measure(ws.root, h, sums, ws.root / f".autoresearch/logs/acc-{label}{i}.log",
+                        ws.root / f".autoresearch/models/acc-{label}{i}.pt", rescore=False)
+            print(f"  {label} run {i}: {m.state.value} {m.value}", flush=True)
+            if m.value is not None:
+                pools[label].append(m.value)
+    train.write_text(original)
+    return pools, f"{name} {current[name].value} -> {value}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--real", action="store_true", help="measure real cpu-profile runs first")
+    ap.add_argument("--budget", type=float, default=20.0, help="real mode: seconds per run")
+    ap.add_argument("--runs", type=int, default=6, help="real mode: runs of each of A and B")
+    ap.add_argument("--change", default="MATRIX_LR=0.08", help="real mode: the real change B")
+    ap.add_argument("--sd", type=float, default=0.006, help="synthetic mode: noise sd")
+    ap.add_argument("--studies", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+
+    sd = args.sd
+    r = rates(simulate(lambda: rng.gauss(1.0, sd), lambda: rng.gauss(1.0 - 2 * sd, sd), rng, studies=args.studies))
+    print_table(r, f"synthetic: noise sd {sd}, real gains of exactly 2 sd, {args.studies} studies x 20 trials, "
+                   f"half of them real gains")
+    if args.real:
+        pools, what = real_pools(args.budget, args.runs, args.change)
+        a, b = pools["A"], pools["B"]
+        sd_a = statistics.stdev(a)
+        gain = statistics.fmean(a) - statistics.fmean(b)
+        print(f"\nreal pools (cpu profile, {args.budget:g} s budget): A mean {statistics.fmean(a):.4f} sd {sd_a:.4f} "
+              f"(n={len(a)}); B ({what}) mean {statistics.fmean(b):.4f} sd {statistics.stdev(b):.4f} (n={len(b)}); "
+              f"gain {gain:+.4f} = {gain / sd_a:.1f} sd")
+        r = rates(simulate(lambda: rng.choice(a), lambda: rng.choice(b), rng, studies=args.studies))
+        print_table(r, "resampled from the real pools")
+
+
+if __name__ == "__main__":
+    main()

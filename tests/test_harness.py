@@ -1,0 +1,240 @@
+"""
+Tests of the default harness (autoresearch/harness/prepare.py, train.py): real runs at tiny
+scale on the CPU. The smoke profile, a temp AUTORESEARCH_CACHE and the first 400 embedded
+documents (AUTORESEARCH_EMBEDDED_LIMIT) keep the whole file to well under a minute.
+
+Run: python -m pytest tests/test_harness.py -q
+"""
+
+import ast
+import importlib.util
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "autoresearch", "harness")
+LIMIT = "400"
+
+
+def literal_profiles():
+    tree = ast.parse(open(os.path.join(HARNESS, "prepare.py")).read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == "PROFILES":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no PROFILES literal")
+
+
+def set_constants(src, values):
+    """What the tool does when it copies the harness: rewrite train.py's literal constants."""
+    for name, value in values.items():
+        src, n = re.subn(rf"^{name} = [^#\n]+", f"{name} = {value!r}  ", src, count=1, flags=re.M)
+        assert n == 1, name
+    return src
+
+
+def make_workspace(path, train_src=None):
+    path.mkdir(exist_ok=True)
+    shutil.copy(os.path.join(HARNESS, "prepare.py"), path)
+    src = train_src or set_constants(open(os.path.join(HARNESS, "train.py")).read(), literal_profiles()["smoke"]["train"])
+    (path / "train.py").write_text(src)
+    return path
+
+
+def run(args, cwd, env, timeout=120):
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def summary(stdout):
+    block = stdout[stdout.rindex("---\n"):]
+    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in block.splitlines()[1:])}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    e.update(AUTORESEARCH_CACHE=str(tmp_path_factory.mktemp("cache")), AUTORESEARCH_PROFILE="smoke",
+             AUTORESEARCH_EMBEDDED_LIMIT=LIMIT)
+    return e
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, env):
+    """A prepared workspace."""
+    d = make_workspace(tmp_path_factory.mktemp("ws"))
+    p = run(["prepare.py"], d, env)
+    assert p.returncode == 0, p.stderr
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(ws, env):
+    p = run(["train.py"], ws, env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p.stdout
+
+
+@pytest.fixture
+def prep(ws, env, monkeypatch):
+    """prepare.py imported in-process, reading the prepared temp cache."""
+    for k, v in env.items():
+        if k.startswith("AUTORESEARCH_"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.chdir(ws)
+    spec = importlib.util.spec_from_file_location("prepare_under_test", os.path.join(HARNESS, "prepare.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_profiles_are_literals_and_name_train_constants():
+    profiles = literal_profiles()
+    assert {"smoke", "cpu", "mps", "h100"} <= set(profiles)
+    assert profiles["h100"]["MAX_SEQ_LEN"] == 2048 and profiles["h100"]["EVAL_TOKENS"] == 40 * 524288
+    train = ast.parse(open(os.path.join(HARNESS, "train.py")).read())
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in train.body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id.isupper()}
+    for name, p in profiles.items():
+        assert set(p["train"]) <= set(constants), name
+    # train.py ships the cpu values
+    assert all(constants[k] == v for k, v in profiles["cpu"]["train"].items())
+
+
+def test_prepare_is_idempotent(ws, env):
+    tok = os.path.join(env["AUTORESEARCH_CACHE"], "tokenizer", f"embedded-{LIMIT}-v512", "tokenizer.pkl")
+    mtime = os.path.getmtime(tok)
+    p = run(["prepare.py"], ws, env)
+    assert p.returncode == 0
+    assert "already prepared" in p.stdout and "already trained" in p.stdout
+    assert os.path.getmtime(tok) == mtime
+
+
+def test_unknown_profile_and_missing_sources_are_clear_errors(ws, env, tmp_path):
+    p = run(["prepare.py", "--profile", "tpu"], ws, env)
+    assert p.returncode != 0 and "smoke, cpu, mps, h100" in p.stderr
+    p = run(["prepare.py", "--data", str(tmp_path / "nope")], ws, env)
+    assert p.returncode != 0 and "neither" in p.stderr
+    (tmp_path / "empty").mkdir()
+    p = run(["prepare.py", "--data", str(tmp_path / "empty")], ws, env)
+    assert p.returncode != 0 and "holds no documents" in p.stderr
+
+
+def test_local_folder_source(ws, env, tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(500)]
+    for i in range(60):
+        (folder / f"{i}.txt").write_text(" ".join(rng.choice(words) for _ in range(200)))
+    p = run(["prepare.py", "--data", str(folder)], ws, env)
+    assert p.returncode == 0, p.stderr
+    assert "train /" in p.stdout and "Tokenizer: vocab 512" in p.stdout
+
+
+def test_missing_data_says_what_to_run(tmp_path, env):
+    d = make_workspace(tmp_path / "ws")
+    empty = dict(env, AUTORESEARCH_CACHE=str(tmp_path / "empty-cache"))
+    for args in (["train.py"], ["prepare.py", "--check"]):
+        p = run(args, d, empty)
+        assert p.returncode == 2
+        assert "python prepare.py" in p.stderr and "autoresearch prepare" in p.stderr
+
+
+def test_tokenizer_round_trip(prep):
+    tok = prep.Tokenizer.load()
+    text = "The Eiffel Tower, 330 m tall, was built in 1889. Ünïcödé: 你好"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert tok.get_vocab_size() == 512 and tok.encode(text, prepend=tok.get_bos_token_id())[0] == tok.get_bos_token_id()
+
+
+def test_packing_invariants(prep):
+    tok = prep.Tokenizer.load()
+    bos = tok.get_bos_token_id()
+    docs = [tuple(d) for d in tok.encode(list(prep.iter_documents("embedded", "train", epochs=1)), prepend=bos)]
+    loader = prep.make_dataloader(tok, 4, 64, "train")
+    for _ in range(5):
+        x, y = next(loader)
+        assert x.shape == y.shape == (4, 64)
+        assert (x[:, 0] == bos).all()
+        assert (x[:, 1:] == y[:, :-1]).all()
+        row = [list(map(int, r)) + [int(t)] for r, t in zip(x, y[:, -1])]
+        for r in row:  # every row is whole documents, the last possibly cropped: no padding
+            starts = [i for i, t in enumerate(r) if t == bos] + [len(r)]
+            for a, b in zip(starts, starts[1:]):
+                segment = tuple(r[a:b])
+                assert any(d[:len(segment)] == segment for d in docs)
+
+
+def test_evaluator_uniform_logits_is_log2_vocab(prep):
+    import torch
+    profile, V = prep.get_profile(), 512
+
+    class Uniform(torch.nn.Module):
+        def forward(self, idx):
+            return torch.zeros(*idx.shape, V)
+
+    bpb, counted = prep.evaluate_bpb(Uniform(), "cpu")
+    tok, token_bytes = prep.Tokenizer.load(), prep.get_token_bytes()
+    loader = prep.make_dataloader(tok, profile.eval_batch_size, profile.max_seq_len, "val")
+    nbytes = ntok = 0
+    for _ in range(profile.eval_tokens // (profile.eval_batch_size * profile.max_seq_len)):
+        _, y = next(loader)
+        nbytes += int(token_bytes[y].sum())
+        ntok += int((token_bytes[y] > 0).sum())
+    assert counted == ntok
+    assert bpb == pytest.approx(math.log2(V) * ntok / nbytes, rel=1e-6)
+
+
+def test_train_prints_summary_and_saves_model(trained, ws):
+    s = summary(trained)
+    assert set(s) == {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
+                      "total_tokens_M", "num_steps", "num_params_M", "depth"}
+    assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] > 5 and s["depth"] == 1
+    assert s["training_seconds"] >= 3.0
+    assert re.search(r"^step 00003 .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
+    assert (ws / ".autoresearch" / "model.pt").exists()
+
+
+def test_rescore_matches_training(trained, ws, env):
+    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], ws, env)
+    assert p.returncode == 0, p.stderr
+    assert summary(p.stdout)["val_bpb"] == pytest.approx(summary(trained)["val_bpb"], rel=1e-6)
+
+
+def test_non_causal_model_is_rejected(trained, ws, env, tmp_path):
+    src = (ws / "train.py").read_text().replace("is_causal=True)", "is_causal=False)")
+    d = make_workspace(tmp_path / "ws", src)
+    p = run(["prepare.py", "--score", str(ws / ".autoresearch" / "model.pt")], d, env)
+    assert p.returncode == 3 and "model is not causal" in p.stderr
+
+
+def test_monkeypatched_evaluator_gets_the_honest_score(ws, env, tmp_path):
+    cheat = ("import prepare\n"
+             "prepare.evaluate_bpb = lambda *a, **k: (0.01, 1)\n"
+             "_ls = torch.log_softmax\n"
+             "torch.log_softmax = lambda x, *a, **k: _ls(x, *a, **k) * 0.0\n"
+             "F.log_softmax = torch.log_softmax\n")
+    src = (ws / "train.py").read_text().replace("import prepare\n", cheat, 1)
+    d = make_workspace(tmp_path / "cheat", src)
+    p = run(["train.py"], d, env)
+    assert p.returncode == 0, p.stderr
+    assert summary(p.stdout)["val_bpb"] == 0.01  # the cheat worked inside training...
+    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], d, env)
+    assert p.returncode == 0, p.stderr
+    cheated = summary(p.stdout)["val_bpb"]
+    # ...but not in the scorer: same weights, honest train.py, same number
+    honest = run(["prepare.py", "--score", str(d / ".autoresearch" / "model.pt")], ws, env)
+    assert cheated > 1.0 and cheated == summary(honest.stdout)["val_bpb"]
+
+
+def test_divergence_fails_fast(ws, env, tmp_path):
+    src = (ws / "train.py").read_text().replace("return self.config.softcap * torch.tanh", "return float('nan') * torch.tanh")
+    d = make_workspace(tmp_path / "ws", src)
+    p = run(["train.py"], d, env)
+    assert p.returncode == 1 and "FAIL: training diverged" in p.stdout
