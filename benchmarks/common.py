@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 
 
-def workspace(profile: str = "cpu", budget: float | None = None, root: str | None = None, tag: str = "bench"):
-    """init + prepare a workspace in a temp dir; budget (seconds) overrides the profile's TIME_BUDGET."""
+def workspace(profile: str = "cpu", budget: float | None = None, root: str | None = None, tag: str = "bench",
+              eval_tokens: int | None = None):
+    """init + prepare a workspace in a temp dir; budget (seconds) and eval_tokens override the profile's
+    TIME_BUDGET and EVAL_TOKENS in this workspace's own copy of the read-only file."""
     from autoresearch.harness import copy_into
     from autoresearch.study import prepare
     from autoresearch.workspace import init
@@ -16,13 +18,16 @@ def workspace(profile: str = "cpu", budget: float | None = None, root: str | Non
     d = Path(root or tempfile.mkdtemp(prefix="autoresearch-bench-")) / "ws"
     d.mkdir(parents=True)
     copy_into(d, profile)
+    p = d / "prepare.py"
+    text = p.read_text()
+    start = text.index(f'"{profile}": {{')
+    head, tail = text[:start], text[start:]
+    if eval_tokens is not None:
+        tail = re.sub(r'"EVAL_TOKENS": [0-9]+', f'"EVAL_TOKENS": {eval_tokens}', tail, count=1)
     if budget is not None:
-        # the benchmark's own copy of the read-only file: shorten this profile's time budget
-        p = d / "prepare.py"
-        text = p.read_text()
-        start = text.index(f'"{profile}": {{')
-        text = text[:start] + re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {budget}', text[start:], count=1)
-        p.write_text(text)
+        tail = re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {budget}', tail, count=1)
+    p.write_text(head + tail)
+    if budget is not None:
         t = d / "autoresearch.toml"
         t.write_text(re.sub(r"^budget = [0-9.]+", f"budget = {budget}", t.read_text(), flags=re.M))
     ws = init(d, profile=profile, tag=tag)
