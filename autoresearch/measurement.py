@@ -51,8 +51,10 @@ def tail_lines(text: str, n: int = 30) -> str:
 
 
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
-            rescore: bool = True, on_progress=None, trial: int = 0, on_start=None) -> Measurement:
-    """Run the harness once in root and classify the outcome. Never raises for the run's faults."""
+            rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
+            keep_model: bool = False) -> Measurement:
+    """Run the harness once in root and classify the outcome. Never raises for the run's faults.
+    The saved model is deleted afterwards unless keep_model (then the caller deletes it)."""
     root = Path(root)
 
     def changed():
@@ -71,7 +73,18 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
                             memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start)
         return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
     finally:
-        model.unlink(missing_ok=True)     # models are large; the commit reproduces one
+        if not keep_model:
+            model.unlink(missing_ok=True)     # models are large; the commit reproduces one
+
+
+def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: float = 0.0) -> float | None:
+    """The harness' holdout score of a saved model, or None (no holdout command, or it failed)."""
+    if not harness.holdout or not model.exists():
+        return None
+    env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model)})
+    r = runner.run(runner.command(harness.holdout, model=str(model)), root, max(120.0, harness.timeout), log,
+                   env=env, memory_limit_mb=memory_limit_mb or None)
+    return r.metric(harness.metric) if r.returncode == 0 else None
 
 
 def _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start=None) -> Measurement:

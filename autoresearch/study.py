@@ -28,7 +28,7 @@ from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError,
 from autoresearch.harness import Harness
 from autoresearch.judge import CONFIRM, KEEP, Judge
 from autoresearch.ledger import Ledger
-from autoresearch.measurement import Measurement, harness_env, measure
+from autoresearch.measurement import Measurement, harness_env, measure, score_holdout
 from autoresearch.trial import Trial, TrialState
 from autoresearch.workspace import Workspace, init  # noqa: F401  (API: autoresearch.init)
 
@@ -231,6 +231,7 @@ class Study:
             values.append(m.value)
         self._running(None)
         if last.value is None:
+            self._drop_models(number)
             trial = self._trial(number, last.state, "baseline", commit=commit, parent=commit, values=(),
                                 m=last, seconds=seconds, training=training, kind="baseline", started=started,
                                 reason=last.reason)
@@ -239,7 +240,9 @@ class Study:
                                     f"fix the harness, see the log {last.result.log_path}")
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
-                            reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs")
+                            reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
+                            extra=self._holdout(number, len(values)))
+        self._drop_models(number)
         ws.pin(number, commit)
         self._record(trial)
         self.best = trial
@@ -265,8 +268,11 @@ class Study:
             if t.state in (TrialState.CRASH, TrialState.TIMEOUT):
                 last_failure = t.extra.get("tail", "") or t.reason
                 break
+        # the hidden holdout score never reaches an agent
+        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k != "holdout"}) for t in self.trials}
         return agents_mod.Context(root=self.ws.root, program=program, files=files, editable=h.editable,
-                                  readonly=h.readonly, history=tuple(self.trials), best=self.best,
+                                  readonly=h.readonly, history=tuple(hide.values()),
+                                  best=hide.get(self.best.number) if self.best else None,
                                   last_failure=last_failure, metric=h.metric, direction=h.direction,
                                   noise_sd=self.judge.sd, trial_number=number, seed=self.config.seed,
                                   search=dict(h.search))
@@ -348,6 +354,9 @@ class Study:
         else:
             state = TrialState.KEEP if decision.verdict == KEEP else TrialState.DISCARD
             reason = decision.explain()
+        if state == TrialState.KEEP:
+            extra.update(self._holdout(number, len(values)))
+        self._drop_models(number)
         trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
                             seconds=seconds, training=training, started=started, reason=reason,
                             margin=decision.margin if decision and m.value is not None else None,
@@ -359,6 +368,22 @@ class Study:
             ws.reset_hard(parent)
         self._running(None)
         return trial
+
+    def _model_path(self, number: int, repeat: int):
+        return self.ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}.{repeat}.pt"
+
+    def _holdout(self, number: int, repeats: int) -> dict:
+        """Score the kept model of the last repeat on the split the agent never hears of."""
+        if not (self.harness.holdout and repeats):
+            return {}
+        value = score_holdout(self.ws.root, self.harness, self._model_path(number, repeats - 1),
+                              self.ws.root / LOGS / f"{self.ws.tag}-{number}.holdout.log", self.config.memory_limit())
+        return {} if value is None else {"holdout": value}
+
+    def _drop_models(self, number: int) -> None:
+        """Models are large and the commit reproduces one: delete this trial's."""
+        for path in (self.ws.root / ".autoresearch" / "models").glob(f"{self.ws.tag}-{number}.*"):
+            path.unlink(missing_ok=True)
 
     def _grow_best(self, values) -> None:
         """New measurements of the best's code: its mean sharpens (recorded with the candidate)."""
@@ -400,9 +425,8 @@ class Study:
         root = self.ws.root
         before = self._ledger_state()
         m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
-                    root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}{suffix}.pt",
-                    self.config.memory_limit(), self.config.rescore, self.display.progress, number,
-                    on_start=self._child_started)
+                    self._model_path(number, repeat), self.config.memory_limit(), self.config.rescore,
+                    self.display.progress, number, on_start=self._child_started, keep_model=True)
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,

@@ -4,7 +4,9 @@ Each proposal: find the constants named in the `[search]` ranges with `ast`, reb
 Optuna TPE study from the trial history (each recorded trial's constants and its metric;
 crashes count as failures), ask it for a point, and apply only the one or two constants that
 moved furthest from the best's values, so every trial is one readable change
-(`MATRIX_LR 0.04 -> 0.05`). Literals are rewritten in place: comments and layout stay.
+(`MATRIX_LR 0.04 -> 0.05`). Until the history holds `n_startup_trials` results, it takes
+local steps from the best instead (one constant x/÷ 1.5-2), as random draws over a whole
+range are mostly far-off values. Literals are rewritten in place: comments and layout stay.
 
 Ranges: `[search]` in autoresearch.toml, NAME = [low, high, scale] with scale one of
 "log", "linear", "int", "int_log".
@@ -65,6 +67,21 @@ def _inside(value, dist) -> bool:
     return dist.low <= value <= dist.high
 
 
+def _local_move(current: dict, dists: dict, rng: random.Random) -> dict:
+    """A step from the best: one knob x/÷ 1.5-2 (log), +-10-25% of its range (linear), +-1 (int)."""
+    name = rng.choice(sorted(dists))
+    dist, value = dists[name], current[name]
+    if isinstance(dist.low, int) and not dist.log:
+        new = value + rng.choice((-1, 1))
+    elif dist.log:
+        new = value * rng.choice((0.5, 0.67, 1.5, 2.0))
+        new = int(round(new)) if isinstance(dist.low, int) else new
+    else:
+        new = value + rng.choice((-1, 1)) * rng.uniform(0.1, 0.25) * (dist.high - dist.low)
+    new = min(max(new, dist.low), dist.high)
+    return dict(current, **{name: _round(new, dist)})
+
+
 class BuiltinAgent(Agent):
     name = "builtin"
 
@@ -110,9 +127,11 @@ class BuiltinAgent(Agent):
                 continue
             study.add_trial(trial)
         rng = random.Random(context.seed * 7919 + context.trial_number)
+        local = len(study.trials) < self.n_startup_trials    # too little history for TPE: hill-climb
         for _ in range(20):
             asked = study.ask(dists)
-            sampled = {k: _round(v, dists[k]) for k, v in asked.params.items()}
+            sampled = ({k: _round(v, dists[k]) for k, v in asked.params.items()} if not local
+                       else _local_move(current, dists, rng))
             moved = sorted((k for k in dists if sampled[k] != current[k]),
                            key=lambda k: _distance(sampled[k], current[k], dists[k]), reverse=True)
             if not moved:

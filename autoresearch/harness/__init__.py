@@ -37,6 +37,7 @@ class Harness:
     prepare: str = ""                 # "" = nothing to prepare
     check: str = ""                   # exits 0 when prepared; "" = no check
     score: str = ""                   # re-scorer; {model} is the saved model's path; "" = trust the run
+    holdout: str = ""                 # scores a kept model on a split the agent never hears of; "" = none
     metric: str = "val_bpb"
     direction: str = "minimize"
     budget: float = 60.0              # seconds of training the harness is allowed
@@ -62,7 +63,7 @@ class Harness:
         h = raw.get("harness", {})
         if not isinstance(h, dict):
             raise ConfigError(f"{path}: [harness] must be a table")
-        known = {"editable", "readonly", "run", "prepare", "check", "score", "metric", "direction", "budget",
+        known = {"editable", "readonly", "run", "prepare", "check", "score", "holdout", "metric", "direction", "budget",
                  "allowance", "program", "score_tolerance"}
         unknown = set(h) - known
         if unknown:
@@ -94,7 +95,7 @@ class Harness:
     @property
     def timeout(self) -> float:
         """Wall-clock seconds after which the runner kills the run (budget + allowance)."""
-        allowance = self.allowance or max(30.0, 0.5 * self.budget)
+        allowance = self.allowance or max(120.0, 0.5 * self.budget)   # start-up, compile, eval
         return self.budget + allowance
 
     def fingerprint(self) -> str:
@@ -174,6 +175,7 @@ run = "python train.py"                  # started in its own process group, kil
 prepare = "python prepare.py"            # `autoresearch prepare` runs this
 check = "python prepare.py --check"      # exits 0 when the data and tokenizer are there
 score = "python prepare.py --score {{model}}"  # the protected evaluator re-scores the saved model
+holdout = "python prepare.py --score {{model}} --split holdout"  # kept models only; never shown to the agent
 metric = "val_bpb"
 direction = "minimize"
 budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)

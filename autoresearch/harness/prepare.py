@@ -72,6 +72,7 @@ DEFAULT_PROFILE = "cpu"
 DEFAULT_DATA = "embedded"
 
 VAL_PERCENT = 5  # embedded and local folders: documents whose crc32 % 100 < 5 are validation
+HOLDOUT_PERCENT = 3  # ... and 5 <= crc32 % 100 < 8 a hidden holdout split, scored only for kept trials
 BASE_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 MAX_SHARD = 6542  # the last climbmix shard is shard_06542.parquet
 VAL_SHARD = MAX_SHARD  # pinned validation shard
@@ -158,6 +159,8 @@ def split_files(source, split):
     if source == "climbmix":
         val = os.path.join(d, f"shard_{VAL_SHARD:05d}.parquet")
         names = sorted(f for f in os.listdir(d) if f.endswith(".parquet")) if os.path.isdir(d) else []
+        if split == "holdout":
+            raise PrepareError("the climbmix source has no holdout split")
         files = [val] if split == "val" else [os.path.join(d, f) for f in names if os.path.join(d, f) != val]
     else:
         files = [os.path.join(d, f"{split}.parquet")]
@@ -217,21 +220,24 @@ def _folder_docs(folder):
 def prepare_documents(source):
     """Split documents into train/val parquet files: fixed split by crc32, train shuffled with seed 0."""
     d = data_dir(source)
-    if all(os.path.exists(os.path.join(d, f"{s}.parquet")) for s in ("train", "val")):
+    if all(os.path.exists(os.path.join(d, f"{s}.parquet")) for s in ("train", "val", "holdout")):
         print(f"Data: already prepared at {d}")
         return
     docs = _embedded_docs() if source == "embedded" else list(_folder_docs(os.path.expanduser(source)))
     docs = [t for t in docs if t and t.strip()]
     if not docs:
         raise PrepareError(f"data source {source!r} holds no documents")
-    val = [t for t in docs if zlib.crc32(t.encode("utf-8")) % 100 < VAL_PERCENT]
-    train = [t for t in docs if zlib.crc32(t.encode("utf-8")) % 100 >= VAL_PERCENT]
+    bucket = [zlib.crc32(t.encode("utf-8")) % 100 for t in docs]
+    val = [t for t, b in zip(docs, bucket) if b < VAL_PERCENT]
+    holdout = [t for t, b in zip(docs, bucket) if VAL_PERCENT <= b < VAL_PERCENT + HOLDOUT_PERCENT]
+    train = [t for t, b in zip(docs, bucket) if b >= VAL_PERCENT + HOLDOUT_PERCENT]
     if not val or not train:
         raise PrepareError(f"data source {source!r} has too few documents ({len(docs)}) for a train/val split")
     random.Random(0).shuffle(train)
     _write_texts(os.path.join(d, "val.parquet"), val)
+    _write_texts(os.path.join(d, "holdout.parquet"), holdout or val[:1])
     _write_texts(os.path.join(d, "train.parquet"), train)
-    print(f"Data: {len(train)} train / {len(val)} val documents written to {d}")
+    print(f"Data: {len(train)} train / {len(val)} val / {len(holdout)} holdout documents written to {d}")
 
 
 def _download_shard(index, d):
@@ -377,7 +383,7 @@ def make_dataloader(tokenizer, B, T, split, device="cpu", data=None, buffer_size
     the largest buffered document that fits goes next; when none fits, the shortest is
     cropped to fill the row exactly. No padding. Yields (inputs, targets), each (B, T).
     """
-    assert split in ("train", "val")
+    assert split in ("train", "val", "holdout")
     device = torch.device(device)
     docs = iter_documents(get_source(data), split)
     bos = tokenizer.get_bos_token_id()
@@ -430,7 +436,7 @@ def autocast_context(device):
 # ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate_bpb(model, device, profile=None, data=None):
+def evaluate_bpb(model, device, profile=None, data=None, split="val"):
     """
     Bits per byte on the fixed validation split: sum of per-token cross-entropy in nats
     over sum of target bytes, over ln 2. Special tokens (0 bytes) are excluded from both.
@@ -441,7 +447,7 @@ def evaluate_bpb(model, device, profile=None, data=None):
     tokenizer = Tokenizer.load(profile.name, data)
     token_bytes = get_token_bytes(device, profile.name, data)
     B, T = profile.eval_batch_size, profile.max_seq_len
-    loader = make_dataloader(tokenizer, B, T, "val", device, data)
+    loader = make_dataloader(tokenizer, B, T, split, device, data)
     steps = max(1, profile.eval_tokens // (B * T))
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.float64, device=device)
@@ -481,7 +487,7 @@ def check_causal(model, device, profile):
     return (a - b).abs().max().item() <= tol
 
 
-def score(model_path, train_path="train.py"):
+def score(model_path, train_path="train.py", split="val"):
     """Rebuild the model from train.py, load its weights, check causality, evaluate. Returns exit code."""
     protected = dict(globals())  # train.py must not rebind anything in this module
     profile = get_profile()
@@ -511,7 +517,7 @@ def score(model_path, train_path="train.py"):
     if not check_causal(model, device, profile):
         print("score: model is not causal (future tokens change earlier logits)", file=sys.stderr)
         return 3
-    val_bpb, tokens = evaluate_bpb(model, device)
+    val_bpb, tokens = evaluate_bpb(model, device, split=split)
     if not math.isfinite(val_bpb):
         print(f"score: val_bpb is not finite ({val_bpb})", file=sys.stderr)
         return 1
@@ -529,6 +535,8 @@ def main(argv=None):
     parser.add_argument("--score", metavar="MODEL_PATH", help="re-score a saved model with this evaluator")
     parser.add_argument("--check", action="store_true", help="exit 0 if data + tokenizer are prepared, else 2")
     parser.add_argument("--train", default="train.py", help="train.py defining the model (with --score)")
+    parser.add_argument("--split", default="val", choices=["val", "holdout"],
+                        help="with --score: the split to score (holdout: the hidden one; still printed as val_bpb)")
     args = parser.parse_args(argv)
     # --profile / --data apply to this process and everything it calls
     if args.profile:
@@ -537,7 +545,7 @@ def main(argv=None):
         os.environ["AUTORESEARCH_DATA"] = args.data
     try:
         if args.score:
-            return score(args.score, args.train)
+            return score(args.score, args.train, args.split)
         if args.check:
             split_files(get_source(), "train"), split_files(get_source(), "val"), Tokenizer.load()
             print("prepared")

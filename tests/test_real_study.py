@@ -1,0 +1,97 @@
+"""A real study over the real GPT harness (smoke profile, a few seconds a run): the builtin agent,
+the protected evaluator, the hidden holdout, and forgeries that must not be kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch.agents import Proposal
+from autoresearch.agents.builtin import BuiltinAgent
+from autoresearch.config import Config
+from autoresearch.ledger import Ledger
+from autoresearch.study import Study, prepare
+from autoresearch.trial import TrialState
+from autoresearch.workspace import init
+from tests.fakes import ScriptedAgent, git
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def smoke_ws(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
+    monkeypatch.setenv("AUTORESEARCH_EMBEDDED_LIMIT", "1500")
+    ws = init(tmp_path / "ws", profile="smoke", tag="real")
+    prepare(ws)
+    return ws.root
+
+
+class Recording(BuiltinAgent):
+    def __init__(self):
+        super().__init__()
+        self.contexts = []
+
+    def propose(self, context):
+        self.contexts.append(context)
+        return super().propose(context)
+
+
+def test_real_study_smoke_profile_builtin_agent(smoke_ws):
+    agent = Recording()
+    study = Study(smoke_ws, agent=agent, config=Config.load({"baseline_runs": 2}, environ={}))
+    study.optimize(max_trials=3)
+    trials = Ledger(smoke_ws, "real").load()
+    assert len(trials) == 4
+    base = trials[0]
+    assert base.kind == "baseline" and len(base.values) >= 2 and base.state == TrialState.KEEP
+    assert 1.0 < base.value < 12.0                                   # bits per byte of a barely trained model
+    assert base.metrics["num_steps"] > 0 and base.metrics["depth"] == 1
+    assert base.profile == "smoke"
+    assert 1.0 < base.extra["holdout"] < 12.0 and base.extra["holdout"] != base.value
+    for t in trials[1:]:
+        assert t.state in (TrialState.KEEP, TrialState.DISCARD, TrialState.CRASH), t.reason
+        assert " -> " in t.description
+    kept = [t for t in trials if t.state == TrialState.KEEP]
+    assert git(smoke_ws, "rev-parse", "HEAD") == kept[-1].commit
+    assert git(smoke_ws, "status", "--porcelain") == ""
+    # the hidden holdout never reaches the agent
+    for ctx in agent.contexts:
+        assert all("holdout" not in t.extra for t in ctx.history)
+    # no model files are left behind
+    assert not list((smoke_ws / ".autoresearch" / "models").glob("*.pt"))
+
+
+def _edit(fn, desc):
+    def step(root):
+        p = root / "train.py"
+        p.write_text(fn(p.read_text()))
+        return desc
+    return step
+
+
+FORGERIES = {
+    "prints a fake val_bpb": (
+        lambda s: s.replace('print(f"val_bpb:          {val_bpb:.6f}")', 'print("val_bpb:          0.100000")'),
+        "but the protected evaluator measured"),
+    "monkeypatches the evaluator at import": (
+        lambda s: s.replace("\ndef main():", "\nprepare.evaluate_bpb = lambda *a, **k: (0.1, 1)\n\ndef main():", 1),
+        "protected evaluator"),   # the scorer imports a copy of prepare: the patch misses; either way caught
+    "removes the causal mask": (
+        lambda s: s.replace("is_causal=True)", "is_causal=False)"), "not causal"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORGERIES))
+def test_forgeries_are_invalid(name, smoke_ws):
+    fn, text = FORGERIES[name]
+    original = (smoke_ws / "train.py").read_text()
+    assert fn(original) != original, "the forgery must change train.py"
+    study = Study(smoke_ws, agent=ScriptedAgent([_edit(fn, name)]), config=Config.load({"baseline_runs": 1}, environ={}))
+    study.optimize(max_trials=1)
+    t = study.trials[-1]
+    assert t.state == TrialState.INVALID, (t.state, t.reason)
+    assert text in t.reason
+    assert git(smoke_ws, "rev-parse", "HEAD") == study.trials[0].commit
