@@ -162,3 +162,28 @@ def test_runner_progress_callback(tmp_path):
     runner.run([sys.executable, "-c", script], tmp_path, timeout=10, log_path=tmp_path / "log",
                on_progress=lambda p: seen.append((p.step, p.loss, p.remaining)))
     assert seen[-1] == (2, 1.5, 7.0)
+
+
+def test_console_live_line_and_plain_lines():
+    import io
+
+    from autoresearch.display import Console
+    from autoresearch.runner import Progress
+
+    plain = io.StringIO()
+    c = Console(stream=plain, live=False)
+    c.trial_started(3, "MATRIX_LR 0.04 -> 0.05", 60)
+    c.progress(Progress(step=10, loss=3.2, remaining=42))          # not a terminal: no live line
+    best = Trial(number=0, state=TrialState.KEEP, description="baseline", value=1.9, values=(1.9,))
+    c.trial_done(Trial(number=3, state=TrialState.DISCARD, description="MATRIX_LR 0.04 -> 0.05", value=1.95,
+                       values=(1.95,), reason="discard: gain -0.05"), best)
+    assert plain.getvalue().splitlines() == [
+        "[trial 3] MATRIX_LR 0.04 -> 0.05",
+        "[trial 3] DISCARD val_bpb=1.950000 MATRIX_LR 0.04 -> 0.05 (discard: gain -0.05)"]
+    live = io.StringIO()
+    c = Console(stream=live, live=True)
+    c.best_value = 1.9
+    c.trial_started(3, "x", 60)
+    c.progress(Progress(step=10, loss=3.2, remaining=42))
+    assert "\r\033[K" in live.getvalue()
+    assert "trial 3 | 42s left | step 10 | loss 3.2000 | best val_bpb 1.900000" in live.getvalue()
