@@ -55,6 +55,10 @@ def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "mini
             gain = f"  ({best.value - baseline.value:+.6f} vs baseline)"
         lines.append(f"best      {metric} {_fmt(best.value)} at trial {best.number} "
                      f"[{best.commit[:7]}] {best.description}{gain}")
+        if "holdout" in best.extra and baseline is not None and "holdout" in baseline.extra:
+            lines.append(f"holdout   {_fmt(best.extra['holdout'])} for the best vs {_fmt(baseline.extra['holdout'])} "
+                         f"for the baseline ({best.extra['holdout'] - baseline.extra['holdout']:+.6f}; the split no "
+                         f"agent sees: a val gain that does not show here is overfitting to val)")
     c = counts(trials)
     lines.append("states    " + ", ".join(f"{k} {v}" for k, v in c.items()))
     cost = sum(t.cost_usd for t in trials)
@@ -62,9 +66,13 @@ def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "mini
         lines.append(f"cost      ${cost:.4f} ({sum(t.tokens_in for t in trials)} tokens in, "
                      f"{sum(t.tokens_out for t in trials)} out)")
     if now_running:
-        since = time.time() - float(now_running.get("since", time.time()))
-        lines.append(f"running   trial {now_running.get('number')}: {now_running.get('description', '')} "
-                     f"({since:.0f} s so far)")
+        # running.json: one trial at the top level; a parallel study adds "trials", a list of them
+        for i, r in enumerate(now_running.get("trials") or [now_running]):
+            since = time.time() - float(r.get("since", time.time()))
+            where = f", {r['worker']}" if r.get("worker") else ""
+            again = ", re-based" if r.get("rebased") else ""
+            lines.append(f"{'running' if i == 0 else '':9} trial {r.get('number')}: {r.get('description', '')} "
+                         f"({since:.0f} s so far{where}{again})")
     else:
         lines.append("running   nothing")
     if trials:
@@ -121,11 +129,12 @@ def plot(trials: list[Trial], path: Path, metric: str = "val_bpb", direction: st
 def markdown(trials: list[Trial], workspace, metric: str, direction: str, tag: str) -> str:
     out = [f"# autoresearch report: tag {tag}", "", "```", summary(trials, metric, direction, tag, last=0), "```", "",
            "![progress](progress.png)", "", "## Trials", "",
-           f"| # | state | {metric} | runs | seconds | cost $ | description |", "|---|---|---|---|---|---|---|"]
+           f"| # | state | {metric} | holdout | runs | seconds | cost $ | description |",
+           "|---|---|---|---|---|---|---|---|"]
     for t in trials:
         desc = t.description.replace("|", "\\|")
-        out.append(f"| {t.number} | {t.state.value} | {_fmt(t.value)} | {len(t.values)} | {t.seconds:.0f} | "
-                   f"{t.cost_usd:.4f} | {desc} |")
+        out.append(f"| {t.number} | {t.state.value} | {_fmt(t.value)} | {_fmt(t.extra.get('holdout'))} | "
+                   f"{len(t.values)} | {t.seconds:.0f} | {t.cost_usd:.4f} | {desc} |")
     kept = [t for t in trials if t.state == TrialState.KEEP and t.kind != "baseline"]
     if kept:
         out += ["", "## Kept changes", ""]

@@ -174,8 +174,9 @@ def _group_rss_mb(pid: int) -> float:
         return 0.0
 
 
-def kill_group(pgid: int, grace: float = 3.0) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after grace seconds."""
+def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after grace seconds. Pass the leader's
+    Popen when it is ours: an unreaped (zombie) leader would keep the group alive to killpg(0)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
@@ -183,6 +184,8 @@ def kill_group(pgid: int, grace: float = 3.0) -> None:
             return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
+            if proc is not None:
+                proc.poll()
             try:
                 os.killpg(pgid, 0)
             except (ProcessLookupError, PermissionError):
@@ -238,11 +241,11 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                         break
                 time.sleep(0.05)
         except BaseException:
-            kill_group(proc.pid)       # Ctrl-C or a kill of the tool: never leave a trainer behind
+            kill_group(proc.pid, proc=proc)   # Ctrl-C or a kill of the tool: never leave a trainer behind
             raise
         finally:
             # also reaps anything the command left behind in its group
-            kill_group(proc.pid, grace=3.0 if killed else 0.5)
+            kill_group(proc.pid, grace=3.0 if killed else 0.5, proc=proc)
         proc.wait()
         drain.join(timeout=10)
         seconds = time.monotonic() - start

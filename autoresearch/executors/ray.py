@@ -1,0 +1,234 @@
+"""Ray executor: each run is a Ray task, on any node of a cluster (a local Ray by default).
+
+A task materialises the trial on its node (the commit's tracked files, sent as content: the
+editable ones with each job, the rest put in the object store once), makes sure the harness'
+data is prepared on that node (its `check` command, else `prepare` under a node-wide lock; the
+default harness caches under AUTORESEARCH_CACHE, which is passed on), runs
+`measurement.measure()` there and returns the Measurement with the log text. A task asks for
+one GPU where the cluster has GPUs, one CPU otherwise. Ray is imported only here, only when used:
+
+    pip install 'autoresearch[ray]'
+    autoresearch run --workers 8 --executor ray [--ray-address HOST:6379]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from autoresearch.errors import AutoresearchError
+from autoresearch.executors import Executor, Job, Outcome, Setup, crashed
+
+MAX_LOG_BYTES = 20 * 2**20
+_PREPARED: set[str] = set()        # per worker process: harnesses known to be prepared on this node
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise AutoresearchError("the ray executor needs Ray: pip install 'autoresearch[ray]' "
+                                f"(or pip install ray) ({e})") from None
+    return ray
+
+
+def _tracked_files(root: Path) -> dict[str, bytes]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    files = {}
+    for name in out.decode().split("\0"):
+        if name and (root / name).is_file():
+            files[name] = (root / name).read_bytes()
+    return files
+
+
+def _node() -> tuple[str, str]:
+    import socket
+    try:
+        import ray
+        node_id = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:
+        node_id = ""
+    return socket.gethostname() + (f"/{node_id}" if node_id else ""), f"pid {os.getpid()}"
+
+
+def _ensure_prepared(root: Path, setup: Setup) -> str:
+    """'' when the harness' data is there on this node (prepared once per node); else why not."""
+    from autoresearch import runner
+    from autoresearch.measurement import harness_env, tail_lines
+    harness = setup.harness
+    key = repr((sorted(setup.readonly_sums.items()), harness.prepare, harness.profile, harness.data,
+                os.environ.get("AUTORESEARCH_CACHE", "")))
+    if not harness.check or key in _PREPARED:
+        return ""
+    env = harness_env(harness)
+
+    def check() -> bool:
+        return subprocess.run(runner.command(harness.check), cwd=root, env=env, capture_output=True).returncode == 0
+
+    if not check():
+        if not harness.prepare:
+            return "the harness' data is not prepared on this node and it has no prepare command"
+        import fcntl
+        lock = Path(tempfile.gettempdir()) / f"autoresearch-prepare-{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
+        with open(lock, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)        # one prepare per node; the others wait, then re-check
+            if not check():
+                r = subprocess.run(runner.command(harness.prepare), cwd=root, env=env, capture_output=True, text=True)
+                if r.returncode != 0 or not check():
+                    return f"preparing the data on this node failed (exit {r.returncode})\n" \
+                           f"{tail_lines(r.stdout + r.stderr)}"
+    _PREPARED.add(key)
+    return ""
+
+
+def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float) -> dict:
+    """In a Ray worker: materialise the files, prepare once per node, measure, return the outcome."""
+    from autoresearch.executors import crashed as crash_outcome
+    from autoresearch.measurement import measure
+    os.environ.update(env)               # AUTORESEARCH_CACHE and friends: what the driver had
+    node, worker = _node()
+    root = Path(tempfile.mkdtemp(prefix=f"autoresearch-{setup.tag}-{job.key}-"))
+    try:
+        for name, data in {**common, **editable}.items():
+            p = root / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        log = root / ".autoresearch" / "run.log"
+        why = _ensure_prepared(root, setup)
+        if why:
+            m = crash_outcome(why, log).measurement
+        else:
+            if not memory_limit_mb:
+                try:
+                    import psutil
+                    memory_limit_mb = 0.8 * psutil.virtual_memory().total / 2**20 / max(1, int(env.get(
+                        "_AUTORESEARCH_RUNS_PER_NODE", "1")))
+                except Exception:
+                    memory_limit_mb = 0.0
+            m = measure(root, setup.harness, setup.readonly_sums, log, root / ".autoresearch" / "model.pt",
+                        memory_limit_mb, setup.rescore, None, job.trial)
+        texts = {}
+        for key, path in (("log", log), ("score_log", log.with_suffix(".score.log"))):
+            if path.exists():
+                with open(path, "rb") as f:
+                    texts[key] = f.read(MAX_LOG_BYTES)
+        return {"measurement": m, "node": node, "worker": worker, **texts}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def __init__(self, slots: int = 1, address: str = "", num_cpus: int | None = None):
+        self.slots = max(1, int(slots))
+        self.address = address
+        self.num_cpus = num_cpus
+        self._owns = False
+        self._live: dict = {}                # ObjectRef -> Job
+        self._common: dict[str, object] = {}  # hash of the shared files -> ObjectRef
+        self._cancelled: set = set()
+
+    def start(self, setup: Setup) -> None:
+        ray = _ray()
+        if not ray.is_initialized():
+            kw = dict(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+            if self.address:
+                import autoresearch
+                # the nodes get this very package (their Python still needs the harness' own deps)
+                kw["runtime_env"] = {"py_modules": [str(Path(autoresearch.__file__).parent)]}
+                ray.init(address=self.address, **kw)
+            else:
+                ray.init(num_cpus=self.num_cpus or self.slots, **kw)
+            self._owns = True
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.resources = {"num_gpus": 1, "num_cpus": 1} if gpus >= 1 else {"num_cpus": 1}
+        self._remote = ray.remote(max_retries=0)(run_task).options(**self.resources)
+        self._setup = setup
+        self._setup_ref = ray.put(setup)
+        self._env = {k: v for k, v in os.environ.items() if k == "AUTORESEARCH_CACHE"}
+        self._env["_AUTORESEARCH_RUNS_PER_NODE"] = str(1 if gpus else min(self.slots, os.cpu_count() or 1))
+        self._memory = setup.memory_limit_mb
+
+    def submit(self, job: Job):
+        ray = _ray()
+        files = _tracked_files(job.root)
+        editable = {n: files.pop(n) for n in self._setup.harness.editable if n in files}
+        h = hashlib.sha256()
+        for name in sorted(files):
+            h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        key = h.hexdigest()
+        if key not in self._common:
+            self._common[key] = ray.put(files)        # the same for every trial: sent to each node once
+        ref = self._remote.remote(job, self._common[key], editable, self._setup_ref, self._env, self._memory)
+        self._live[ref] = job
+        return ref
+
+    def wait(self, handles: list, timeout: float | None = None) -> list:
+        if not handles:
+            return []
+        ray = _ray()
+        ready, rest = ray.wait(handles, num_returns=1, timeout=timeout)
+        if ready and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        return ready
+
+    def result(self, ref) -> Outcome:
+        ray = _ray()
+        job = self._live.pop(ref)
+        cancelled = ref in self._cancelled
+        self._cancelled.discard(ref)
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return Outcome(crashed("cancelled", job.log).measurement, cancelled=True)
+        except ray.exceptions.RayError as e:      # the worker or its node died, the task failed
+            if cancelled:
+                return Outcome(crashed("cancelled", job.log).measurement, cancelled=True)
+            text = str(e).strip().splitlines()
+            return crashed(f"the Ray task died mid-run ({type(e).__name__}: {text[0] if text else ''})", job.log)
+        m = out["measurement"]
+        log = Path(job.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(out.get("log", b""))
+        if "score_log" in out:
+            log.with_suffix(".score.log").write_bytes(out["score_log"])
+        import dataclasses
+        m = dataclasses.replace(m, result=dataclasses.replace(m.result, log_path=str(log)))
+        return Outcome(m, out.get("worker", ""), out.get("node", ""), cancelled=cancelled)
+
+    def cancel(self, ref) -> None:
+        ray = _ray()
+        self._cancelled.add(ref)
+        try:
+            ray.cancel(ref)     # KeyboardInterrupt in the task: the runner kills the run's process group
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        if not hasattr(self, "_remote"):
+            return                       # never started
+        ray = _ray()
+        live = list(self._live)
+        for ref in live:
+            self.cancel(ref)
+        if live:
+            deadline = time.monotonic() + 10
+            while live and time.monotonic() < deadline:
+                _, live = ray.wait(live, num_returns=len(live), timeout=0.2)
+            for ref in live:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:
+                    pass
+        self._live.clear()
+        self._common.clear()
+        if self._owns:
+            ray.shutdown()
+            self._owns = False
