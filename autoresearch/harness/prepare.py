@@ -234,6 +234,11 @@ def prepare_documents(source):
     if not val or not train:
         raise PrepareError(f"data source {source!r} has too few documents ({len(docs)}) for a train/val split")
     random.Random(0).shuffle(train)
+    # new splits: a tokenizer trained on the old training split (it may have seen today's holdout) goes
+    import glob
+    import shutil
+    for old in glob.glob(os.path.join(cache_dir(), "tokenizer", f"{source_key(source)}-v*")):
+        shutil.rmtree(old, ignore_errors=True)
     _write_texts(os.path.join(d, "val.parquet"), val)
     _write_texts(os.path.join(d, "holdout.parquet"), holdout or val[:1])
     _write_texts(os.path.join(d, "train.parquet"), train)
