@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass
 
 KEEP, DISCARD, CONFIRM = "keep", "discard", "confirm"
+PRIOR_DOF = 2     # weight of an assumed prior_sd, in degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ class Judge:
 
     @property
     def sd(self) -> float:
-        if self._dof == 0:
-            return self.prior_sd
-        return math.sqrt(self._ss / self._dof)
+        """Pooled sd of the repeats; an assumed prior_sd counts as PRIOR_DOF degrees of freedom, so a
+        few identical repeats do not drive the noise to zero at once."""
+        if self.prior_sd > 0:
+            return math.sqrt((self.prior_sd ** 2 * PRIOR_DOF + self._ss) / (PRIOR_DOF + self._dof))
+        return math.sqrt(self._ss / self._dof) if self._dof else 0.0
 
     @property
     def dof(self) -> int:

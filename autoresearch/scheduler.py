@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import agents as agents_mod
 from autoresearch import knobs
 from autoresearch.errors import AgentError, AutoresearchError
 from autoresearch.executors import Executor, Job, Setup
@@ -108,13 +107,8 @@ class Scheduler:
     # ------------------------------------------------------------------ the loop
     def optimize(self, max_trials: int | None = None, hours: float | None = None,
                  max_cost: float | None = None) -> list[Trial]:
-        study, cfg = self.study, self.study.config
-        max_trials = cfg.max_trials if max_trials is None else max_trials
-        hours = cfg.hours if hours is None else hours
-        max_cost = cfg.max_cost if max_cost is None else max_cost
-        agents_mod.check(study.agent)
-        study.reconcile()
-        study._check_prepared()
+        study = self.study
+        max_trials, hours, max_cost = study.begin(max_trials, hours, max_cost)
         self._remove_stale_worktrees()
         self.executor.start(Setup(self.harness, dict(study._readonly_sums), study.config.memory_limit_mb,
                                   study.config.rescore, self.ws.tag))
@@ -150,7 +144,7 @@ class Scheduler:
                     with self._cv:
                         self._cv.wait(POLL)
                 self._write_running()
-                if self._failures >= cfg.max_agent_failures and failed is None:
+                if self._failures >= study.config.max_agent_failures and failed is None:
                     failed = f"the agent failed {self._failures} times in a row; last: {study.trials[-1].reason}"
                     self._drain(failed)
         except KeyboardInterrupt:

@@ -14,7 +14,6 @@ reconciles git with the ledger, so a kill at any instant loses at most the trial
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import time
@@ -121,7 +120,8 @@ class Study:
             for number, values in (t.extra.get("best_reruns") or {}).items():
                 i = by_number.get(int(number))
                 if i is not None:
-                    trials[i] = trials[i].replace(values=trials[i].values + tuple(values))
+                    grown = trials[i].values + tuple(values)
+                    trials[i] = trials[i].replace(values=grown, value=statistics.fmean(grown))
         self.trials = trials
         self._fit_noise()
         kept = [t for t in trials if t.state == TrialState.KEEP]
@@ -154,18 +154,24 @@ class Study:
             lock.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ the loop
-    def optimize(self, max_trials: int | None = None, hours: float | None = None,
-                 max_cost: float | None = None) -> list[Trial]:
+    def begin(self, max_trials: int | None, hours: float | None, max_cost: float | None) -> tuple:
+        """Before any loop (serial or parallel): the limits (arguments over config), the agent usable,
+        git reconciled with the ledger, the data prepared."""
         cfg = self.config
-        max_trials = cfg.max_trials if max_trials is None else max_trials
-        hours = cfg.hours if hours is None else hours
-        max_cost = cfg.max_cost if max_cost is None else max_cost
+        limits = (cfg.max_trials if max_trials is None else max_trials, cfg.hours if hours is None else hours,
+                  cfg.max_cost if max_cost is None else max_cost)
         agents_mod.check(self.agent)
         self.reconcile()
         self._check_prepared()
         h = self.harness
         self.display.message(f"study on {self.ws.branch} in {self.ws.root} (agent {self.agent_name}, profile "
                              f"{h.profile or '-'}, budget {h.budget:g} s, {len(self.trials)} trials so far)")
+        return limits
+
+    def optimize(self, max_trials: int | None = None, hours: float | None = None,
+                 max_cost: float | None = None) -> list[Trial]:
+        cfg = self.config
+        max_trials, hours, max_cost = self.begin(max_trials, hours, max_cost)
         start = time.monotonic()
         done = 0
         try:
@@ -238,6 +244,7 @@ class Study:
             self._record(trial)
             raise AutoresearchError(f"the baseline failed ({last.state.value}: {last.reason.splitlines()[0] if last.reason else ''}); "
                                     f"fix the harness, see the log {last.result.log_path}")
+        self._fit_noise_with(values)
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
                             reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
@@ -335,6 +342,8 @@ class Study:
             if m.value is None:
                 break
             values.append(m.value)
+            if len(values) >= 2 or best_new:
+                self._fit_noise_with(values)        # every repeat sharpens the noise estimate
             decision = self.judge.decide(values, list(self.best.values) or [self.best.value])
             if decision.verdict != CONFIRM:
                 break
@@ -387,7 +396,8 @@ class Study:
 
     def _grow_best(self, values) -> None:
         """New measurements of the best's code: its mean sharpens (recorded with the candidate)."""
-        grown = self.best.replace(values=self.best.values + tuple(values))
+        values = self.best.values + tuple(values)
+        grown = self.best.replace(values=values, value=statistics.fmean(values))
         self.trials = [grown if t is self.best else t for t in self.trials]
         self.best = grown
 
@@ -543,12 +553,3 @@ def load_trials(workspace, tag: str | None = None) -> tuple[Workspace, Harness, 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace, tag=tag)
     harness = Harness.load(ws.root)
     return ws, harness, Ledger(ws.root, ws.tag, harness.metric).load()
-
-
-def best_of(trials: list[Trial]) -> Trial | None:
-    kept = [t for t in trials if t.state == TrialState.KEEP]
-    return kept[-1] if kept else None
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -151,22 +151,11 @@ class Workspace:
         """Keep a trial's commit reachable (git gc would prune a discarded one)."""
         self.git("update-ref", f"refs/autoresearch/{self.tag}/{number}", commit)
 
-    def is_ancestor(self, a: str, b: str) -> bool:
-        r = _git(["git", "merge-base", "--is-ancestor", a, b], cwd=self.root)
-        return r.returncode == 0
-
     def has_commit(self, commit: str) -> bool:
         return bool(commit) and bool(self.git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False))
 
     def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
         return self.git("diff", a, b, "--", *(paths or []))
-
-    def show(self, commit: str, path: str) -> str:
-        return self.git("show", f"{commit}:{path}")
-
-    # ------------------------------------------------------------------ files
-    def read(self, name: str) -> str:
-        return (self.root / name).read_text()
 
     def checksums(self, names) -> dict[str, str]:
         from autoresearch.measurement import checksums

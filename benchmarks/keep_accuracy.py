@@ -53,6 +53,7 @@ def simulate(draw_a, draw_b, rng, studies=300, trials=20, k=None, frac_true=0.5,
                 if cfg.rerun_best and len(base) < 2 * cfg.max_repeats:
                     base.append(draw_a())
                     runs += 1
+                judge.fit([*groups, values])          # as Study: every repeat sharpens the noise
             if len(values) >= 2:
                 groups.append(values)
             judge.fit(groups)

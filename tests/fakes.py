@@ -7,8 +7,6 @@ best) and, by its MODE constant, crashes, hangs, prints NaN, floods output, and 
 from __future__ import annotations
 
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
@@ -25,6 +23,7 @@ if MODE == "ledger": open(".autoresearch/" + os.environ.get("FAKE_TAG", "t") + "
 if MODE == "readonly": open("prepare.py", "a").write("# changed at run time\\n")
 if MODE == "secrets": print("seen:", ",".join(sorted(k for k in os.environ if "KEY" in k or "TOKEN" in k)))
 value = (X - 3) ** 2 + 1 + (float("nan") if MODE == "nan" else 0.0)
+if MODE == "noisy": value += __import__("random").gauss(0, 0.05)
 print("step 00001 (50.0%) | loss: 1.000000 | remaining: 0s", flush=True)
 print("---"); print(f"val_bpb: {value:.6f}"); print("training_seconds: 0.1"); print("peak_vram_mb: 10.0")
 '''
@@ -90,6 +89,15 @@ class ScriptedAgent(Agent):
         if isinstance(step, Proposal):
             return step
         return Proposal(step(context.root) or "(scripted)")
+
+
+def edit(fn, desc):
+    """A step that rewrites train.py's text with fn."""
+    def step(root):
+        p = root / "train.py"
+        p.write_text(fn(p.read_text()))
+        return desc
+    return step
 
 
 def knob(name, value):

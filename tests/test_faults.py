@@ -3,7 +3,6 @@ to the best commit, and the loop goes on. Also: kill -9 of the tool at random in
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -19,15 +18,7 @@ from autoresearch.errors import AgentError
 from autoresearch.ledger import Ledger
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
-from tests.fakes import ScriptedAgent, git, knob, make_fake_workspace
-
-
-def edit(fn, desc):
-    def step(root):
-        p = root / "train.py"
-        p.write_text(fn(p.read_text()))
-        return desc
-    return step
+from tests.fakes import ScriptedAgent, edit, git, knob, make_fake_workspace
 
 
 FAULTS = {

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch.agents import Proposal
 from autoresearch.agents.builtin import BuiltinAgent
 from autoresearch.config import Config
 from autoresearch.ledger import Ledger
 from autoresearch.study import Study, prepare
 from autoresearch.trial import TrialState
 from autoresearch.workspace import init
-from tests.fakes import ScriptedAgent, git
+from tests.fakes import ScriptedAgent, edit, git
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +63,6 @@ def test_real_study_smoke_profile_builtin_agent(smoke_ws):
     assert not list((smoke_ws / ".autoresearch" / "models").glob("*.pt"))
 
 
-def _edit(fn, desc):
-    def step(root):
-        p = root / "train.py"
-        p.write_text(fn(p.read_text()))
-        return desc
-    return step
-
-
 FORGERIES = {
     "prints a fake val_bpb": (
         lambda s: s.replace('print(f"val_bpb:          {val_bpb:.6f}")', 'print("val_bpb:          0.100000")'),
@@ -89,7 +80,7 @@ def test_forgeries_are_invalid(name, smoke_ws):
     fn, text = FORGERIES[name]
     original = (smoke_ws / "train.py").read_text()
     assert fn(original) != original, "the forgery must change train.py"
-    study = Study(smoke_ws, agent=ScriptedAgent([_edit(fn, name)]), config=Config.load({"baseline_runs": 1}, environ={}))
+    study = Study(smoke_ws, agent=ScriptedAgent([edit(fn, name)]), config=Config.load({"baseline_runs": 1}, environ={}))
     study.optimize(max_trials=1)
     t = study.trials[-1]
     assert t.state == TrialState.INVALID, (t.state, t.reason)

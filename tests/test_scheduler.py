@@ -182,10 +182,11 @@ def test_pipelining_hides_the_agent(ws):
     study = Study(ws, agent=SlowAgent(steps, 0.6), config=Config.load({"baseline_runs": 1}))
     parallel_optimize(study, LocalExecutor(1), max_trials=5)
     trials = check_ledger_and_git(ws)
-    # busy from the first proposal's arrival (the one agent call nothing can hide) to the end
-    first = trials[1].started + trials[1].agent_seconds
-    busy = sum(t.seconds for t in trials[1:]) / (trials[-1].ended - first)
-    assert busy > 0.85          # serial would be about 1.05 / (1.05 + 0.6) = 0.64
+    # (the busy fraction itself is measured in benchmarks/parallel.py, not asserted here: timing)
+    # proposals were made while the previous run was still going: each began before its
+    # predecessor's run ended
+    overlapped = sum(trials[i].started < trials[i - 1].ended for i in range(2, len(trials)))
+    assert overlapped >= 3
     assert [t.state for t in trials[1:]] == [TrialState.KEEP] * 5
     assert sum(t.extra["rebased"] for t in trials) >= 3        # proposed ahead, re-based before running
     assert trials[-1].value == pytest.approx(1.7 ** 2 + 1.8 ** 2 + 1)

@@ -50,12 +50,24 @@ def test_keep_and_discard(ws):
     states = [t.state for t in trials]
     assert states == [TrialState.KEEP, TrialState.KEEP, TrialState.DISCARD, TrialState.KEEP]
     assert trials[0].kind == "baseline" and trials[0].values == (5.0, 5.0)
+    assert trials[0].reason == "noise sd 0.000000 from 2 runs"
     assert trials[1].value == pytest.approx(2.0) and trials[3].value == pytest.approx(1.0)
     assert "X = 3.0" in (ws / "train.py").read_text()
     # the discarded experiment's commit stays readable under refs/autoresearch
     assert "X = 0.5" in git(ws, "show", f"refs/autoresearch/t/2:train.py")
     tsv = (ws / "results.tsv").read_text().splitlines()
     assert tsv[3].split("\t")[1:4] == ["7.250000", "0.0", "discard"]
+
+
+def test_baseline_measures_the_noise(ws):
+    import statistics
+    set_knob(ws, "MODE", "noisy")
+    git(ws, "commit", "-qam", "noisy harness")
+    study, _ = run(ws, [], n=0, baseline_runs=3)
+    base = study.trials[0]
+    assert len(set(base.values)) == 3
+    assert base.reason == f"noise sd {statistics.stdev(base.values):.6f} from 3 runs"
+    assert study.judge.sd == pytest.approx(statistics.stdev(base.values))
 
 
 def test_crash_feeds_log_to_next_proposal_and_resets(ws):
@@ -185,14 +197,16 @@ def test_missing_prepare_step_is_one_clear_error(ws, monkeypatch):
 
 
 def test_close_call_is_confirmed(ws):
-    # assumed noise sd 1.5 (deterministic runs measure none): a gain of 3.0 sits inside the band
-    # around the 2-sigma threshold at n = 1, 2 and 3, so it is measured 3 times, then judged on means
+    # assumed noise sd 1.5 (worth 2 degrees of freedom): a gain of 3.0 sits inside the band around
+    # the 2-sigma threshold at n = 1 and 2, so it is measured 3 times; the identical repeats
+    # shrink the noise estimate (sd^2 = 1.5^2 * 2 / 4), and the mean clears the threshold at n = 3
     study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=1,
                    rerun_best=False)
     t = study.trials[-1]
     assert t.values == (2.0, 2.0, 2.0)
-    assert t.state == TrialState.DISCARD
-    assert t.margin == pytest.approx(3.0 - 2 * 1.5 * (1 / 3 + 1) ** 0.5)
+    assert t.state == TrialState.KEEP
+    sd = (1.5 ** 2 * 2 / 4) ** 0.5
+    assert t.margin == pytest.approx(3.0 - 2 * sd * (1 / 3 + 1) ** 0.5)
     assert "n=3 vs 1" in t.reason
 
 
@@ -203,7 +217,7 @@ def test_close_call_re_measures_the_best_too(ws):
     assert t.values == (2.0, 2.0, 2.0) and t.state == TrialState.KEEP
     assert "n=3 vs 3" in t.reason
     assert t.extra["best_reruns"] == {"0": [5.0, 5.0]}
-    assert study.trials[0].values == (5.0, 5.0, 5.0)
+    assert study.trials[0].values == (5.0, 5.0, 5.0) and study.trials[0].value == 5.0
     assert git(ws, "worktree", "list").count("\n") == 0          # the best's worktree is gone
     # a resumed study sees the best's grown record
     again = Study(ws, agent=ScriptedAgent([]), config=Config.load({}))

@@ -187,3 +187,13 @@ def test_console_live_line_and_plain_lines():
     c.progress(Progress(step=10, loss=3.2, remaining=42))
     assert "\r\033[K" in live.getvalue()
     assert "trial 3 | 42s left | step 10 | loss 3.2000 | best val_bpb 1.900000" in live.getvalue()
+
+
+def test_judge_prior_noise_counts_as_two_degrees_of_freedom():
+    j = Judge(prior_sd=1.0)
+    assert j.sd == 1.0
+    j.observe([5.0, 5.0])                      # one dof of zero spread
+    assert j.sd == pytest.approx((2 / 3) ** 0.5)
+    j.fit([[1.0, 3.0]])                        # refit: ss 2, dof 1
+    assert j.sd == pytest.approx(((2 + 2) / 3) ** 0.5)
+    assert Judge().sd == 0.0

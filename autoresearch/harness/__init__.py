@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -153,7 +152,7 @@ DEFAULT_SEARCH = {
     "ADAM_BETA1": [0.7, 0.95, "linear"],
     "ADAM_BETA2": [0.9, 0.999, "linear"],
     "DEPTH": [1, 6, "int"],
-    "DEVICE_BATCH_SIZE": [4, 64, "int_log"],
+    # not DEVICE_BATCH_SIZE: most values do not divide TOTAL_BATCH_SIZE, and train.py refuses those
 }
 
 
@@ -207,9 +206,3 @@ def copy_into(directory: str | Path, profile: str, data: str = "embedded") -> No
             text = knobs.rewrite(text, {k: v for k, v in defaults.items() if k in knobs.find(text)})
         (directory / name).write_text(text)
     (directory / TOML).write_text(default_toml(profile, data))
-
-
-def copy_files(src: Path, dst: Path, names) -> None:
-    for name in names:
-        (dst / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / name, dst / name)
