@@ -108,7 +108,7 @@ class Study:
             raise WorkspaceError(
                 f"tag {ws.tag!r} holds results of another harness (read-only files, metric, budget, profile or "
                 f"data differ from what it was run with): start a new tag with --tag, or restore the harness")
-        if not meta:
+        if meta.get("fingerprint") != fingerprint:      # new tag, or nothing recorded under the old harness
             meta = {"fingerprint": fingerprint, "tag": ws.tag, "created": time.time(),
                     "readonly": ws.checksums(self.harness.readonly), "metric": self.harness.metric,
                     "direction": self.harness.direction, "profile": self.harness.profile}

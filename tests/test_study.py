@@ -188,6 +188,14 @@ def test_tag_on_another_harness_is_refused(ws):
     assert len(Ledger(ws, "t").load()) == 1
 
 
+def test_harness_changed_before_anything_was_recorded_starts_afresh(ws):
+    Study(ws, agent=ScriptedAgent([]), config=Config.load({})).reconcile()     # meta written, no trial
+    (ws / "prepare.py").write_text((ws / "prepare.py").read_text() + "# a fix\n")
+    git(ws, "commit", "-qam", "fix the evaluator")
+    study, _ = run(ws, [knob("X", 2.0)])
+    assert [t.state for t in study.trials] == [TrialState.KEEP, TrialState.KEEP]   # not INVALID
+
+
 def test_missing_prepare_step_is_one_clear_error(ws, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(ws / "nocache"))
     monkeypatch.setenv("AUTORESEARCH_FAKE_UNPREPARED", "1")
