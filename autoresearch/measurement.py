@@ -16,6 +16,8 @@ from pathlib import Path
 from autoresearch import runner
 from autoresearch.trial import TrialState
 
+NOT_FINITE = 5      # a score command's exit code for "the metric is NaN or infinite": a crash, not a forgery
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -67,10 +69,14 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
                            f"read-only file changed: {', '.join(bad)}")
     model.parent.mkdir(parents=True, exist_ok=True)
     model.unlink(missing_ok=True)
-    env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)})
+    extra = {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)}
+    if harness.score and rescore:
+        extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
+    env = harness_env(harness, extra)
     try:
         result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
-                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start)
+                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
+                            preload=harness.preload)
         return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
     finally:
         if not keep_model:
@@ -83,7 +89,7 @@ def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: 
         return None
     env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model)})
     r = runner.run(runner.command(harness.holdout, model=str(model)), root, max(120.0, harness.timeout), log,
-                   env=env, memory_limit_mb=memory_limit_mb or None)
+                   env=env, memory_limit_mb=memory_limit_mb or None, preload=harness.preload)
     return r.metric(harness.metric) if r.returncode == 0 else None
 
 
@@ -99,25 +105,33 @@ def _classify(root, harness, result, model, env, changed, memory_limit_mb, resco
     if result.returncode != 0:
         return Measurement(TrialState.CRASH, None, result, f"exit code {result.returncode}\n{tail}")
     printed = result.metric(harness.metric)
-    if printed is None:
+    scoring = bool(harness.score and rescore)
+    if printed is None and not (scoring and harness.metric not in result.summary):
+        # (a run told AUTORESEARCH_RESCORE may print no metric at all; a non-finite one is a crash)
         return Measurement(TrialState.CRASH, None, result, f"no finite {harness.metric} in the summary block\n{tail}")
+    if not result.summary:
+        return Measurement(TrialState.CRASH, None, result, f"no summary block (--- then key: value lines)\n{tail}")
     claimed = result.metric("training_seconds")
     if claimed is not None and claimed > result.seconds + 2.0:
         return Measurement(TrialState.INVALID, None, result,
                            f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
-    if not (harness.score and rescore):
+    if not scoring:
         return Measurement(TrialState.KEEP, printed, result)
     if not model.exists():
         return Measurement(TrialState.INVALID, None, result,
                            f"no saved model at {model.name} for the protected evaluator to score")
     score_log = Path(result.log_path).with_suffix(".score.log")
     scored = runner.run(runner.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
-                        score_log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start)
+                        score_log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start,
+                        preload=harness.preload)
     value = scored.metric(harness.metric)
+    if scored.returncode == NOT_FINITE:
+        return Measurement(TrialState.CRASH, None, result, f"the model's {harness.metric} is not finite "
+                                                          f"(protected evaluator)\n{tail_lines(scored.tail)}")
     if scored.returncode != 0 or value is None:
         return Measurement(TrialState.INVALID, None, result, f"the protected evaluator rejected the model "
                                                             f"(exit {scored.returncode})\n{tail_lines(scored.tail)}")
-    if abs(value - printed) > harness.score_tolerance * max(1.0, abs(value)):
+    if printed is not None and abs(value - printed) > harness.score_tolerance * max(1.0, abs(value)):
         return Measurement(TrialState.INVALID, None, result,
                            f"printed {harness.metric} {printed:.6f} but the protected evaluator measured {value:.6f}")
     return Measurement(TrialState.KEEP, value, result)

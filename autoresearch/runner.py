@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch import warm
+
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
 # What a training process legitimately needs from the environment.
@@ -205,18 +207,21 @@ def die_with_parent() -> None:
 
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
-        max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None) -> RunResult:
-    """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults."""
+        max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = ()) -> RunResult:
+    """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults.
+    preload: modules a `python FILE.py` command imports anyway; it then runs in a spare interpreter
+    that has imported them already (autoresearch/warm.py), when one is ready."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress()
+    env = env if env is not None else scrub_env()
+    popen_kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     start = time.monotonic()
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(argv, cwd=str(cwd), env=env if env is not None else scrub_env(),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True,
-                                    preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+            proc = warm.start(argv, str(cwd), env, tuple(preload), popen_kw) or subprocess.Popen(
+                argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, **popen_kw)
         except OSError as e:
             log.write(f"could not start {argv!r}: {e}\n".encode())
             return RunResult(returncode=127, timed_out=False, seconds=0.0, log_path=str(log_path),

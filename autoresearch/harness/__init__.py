@@ -45,6 +45,7 @@ class Harness:
     data: str = ""
     program: str = "program.md"       # the agent's instructions
     score_tolerance: float = 1e-3     # relative: printed vs re-scored metric
+    preload: tuple[str, ...] = ()     # modules its python commands import: a spare interpreter has them ready
     search: dict = field(default_factory=dict)   # builtin agent: NAME -> [low, high, "log"|"int"|...]
     raw: dict = field(default_factory=dict)      # the whole parsed toml (agents, prices, study)
 
@@ -63,16 +64,17 @@ class Harness:
         if not isinstance(h, dict):
             raise ConfigError(f"{path}: [harness] must be a table")
         known = {"editable", "readonly", "run", "prepare", "check", "score", "holdout", "metric", "direction", "budget",
-                 "allowance", "program", "score_tolerance"}
+                 "allowance", "program", "score_tolerance", "preload"}
         unknown = set(h) - known
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) in [harness]: {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(known))}")
         kw = {k: h[k] for k in known if k in h}
-        for k in ("editable", "readonly"):
+        for k in ("editable", "readonly", "preload"):
             if k in kw:
                 if not isinstance(kw[k], list) or not all(isinstance(x, str) for x in kw[k]):
-                    raise ConfigError(f"{path}: harness.{k} must be a list of file names")
+                    raise ConfigError(f"{path}: harness.{k} must be a list of "
+                                      f"{'module names' if k == 'preload' else 'file names'}")
                 kw[k] = tuple(kw[k])
         for k in ("budget", "allowance", "score_tolerance"):
             if k in kw and (not isinstance(kw[k], (int, float)) or kw[k] < 0):
@@ -178,6 +180,7 @@ holdout = "python prepare.py --score {{model}} --split holdout"  # kept models o
 metric = "val_bpb"
 direction = "minimize"
 budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)
+preload = ["torch"]                      # imported ahead by a spare interpreter: no import wait per command
 
 [study]
 baseline_runs = 3      # the baseline runs this many times to measure the metric's noise

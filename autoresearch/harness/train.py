@@ -51,7 +51,7 @@ FINAL_LR_FRAC = 0.0  # LR at the end, as a fraction of the peak
 
 # Run
 COMPILE = True  # torch.compile the model (falls back to eager with a note if it fails)
-STARTUP_STEPS = 3  # first steps (compilation, warm-up) not counted in the time budget
+STARTUP_STEPS = 1  # first steps (compilation, warm-up) not counted in the time budget
 SEED = 42  # random seed for initialization
 
 
@@ -366,7 +366,10 @@ def main():
             break
 
     model.eval()
-    val_bpb, _ = prepare.evaluate_bpb(model, device)  # the eager model: the scorer gets the same numbers
+    # Under autoresearch (AUTORESEARCH_RESCORE=1) the protected evaluator scores the saved model in
+    # its own process, so evaluating here too would only cost time; run by hand, it evaluates here.
+    rescored = os.environ.get("AUTORESEARCH_RESCORE") == "1"
+    val_bpb = None if rescored else prepare.evaluate_bpb(model, device)[0]  # eager: the scorer's numbers
     out = os.environ.get("AUTORESEARCH_MODEL_OUT", os.path.join(".autoresearch", "model.pt"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save({"config": asdict(config), "state_dict": model.state_dict(), "profile": profile.name,
@@ -376,7 +379,8 @@ def main():
     counted_steps = max(1, step - STARTUP_STEPS)
     mfu = 100 * flops_per_token * TOTAL_BATCH_SIZE * counted_steps / training_time / peak_flops(device) if peak_flops(device) else 0.0
     print("---")
-    print(f"val_bpb:          {val_bpb:.6f}")
+    if val_bpb is not None:
+        print(f"val_bpb:          {val_bpb:.6f}")
     print(f"training_seconds: {training_time:.1f}")
     print(f"total_seconds:    {time.time() - t_start:.1f}")
     print(f"peak_vram_mb:     {peak_memory_mb(device):.1f}")

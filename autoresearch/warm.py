@@ -1,0 +1,116 @@
+"""Warm starts: `python script.py` commands handed to an interpreter started ahead of need.
+
+Every trial runs two or three Python commands (train, re-score, holdout for a kept one), and each
+spends seconds importing torch before it does anything (about 2-3 s on this CPU). A harness that
+names its heavy modules (`preload = ["torch"]` in autoresearch.toml) gets a spare interpreter,
+started in the background while the current command runs, that has imported them and waits on
+its stdin (autoresearch/_interpreter.py). The next eligible command is sent to the spare instead
+of a fresh process: same argv, working directory and environment, its own process group, the same
+external time limit, counted from the hand-over. Anything that cannot use a spare (not `python
+FILE.py`, no spare ready, a spare that died) starts cold, exactly as before.
+
+Nothing of a run survives into the next: a spare runs one command and exits, so a script that
+patches a module in its own interpreter patches nothing the next command sees.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+CHILD = str(Path(__file__).with_name("_interpreter.py"))
+_MAX_SPARES = 2
+
+_lock = threading.Lock()
+_spares: dict[tuple, subprocess.Popen] = {}     # key -> a started interpreter, waiting for a job
+_requests: queue.Queue = queue.Queue()
+_spawner: threading.Thread | None = None
+
+
+def eligible(argv: list[str]) -> bool:
+    """`<this python> FILE.py [args]`: the commands a spare can run unchanged."""
+    return len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py") and not argv[1].startswith("-")
+
+
+def _key(argv: list[str], env: dict, preload: tuple[str, ...]) -> tuple:
+    # per-run variables (AUTORESEARCH_*) are set at hand-over; the rest must match what the spare started with
+    base = tuple(sorted((k, v) for k, v in env.items() if not k.startswith("AUTORESEARCH_")))
+    return (argv[0], tuple(preload), base)
+
+
+def start(argv: list[str], cwd: str, env: dict, preload: tuple[str, ...], popen_kw: dict) -> subprocess.Popen | None:
+    """Hand argv to a spare interpreter and return it running, or None (the caller starts cold).
+    Either way a spare for the next such command is started in the background."""
+    if not preload or not eligible(argv):
+        return None
+    key = _key(argv, env, preload)
+    with _lock:
+        proc = _spares.pop(key, None)
+    _request(key, env, popen_kw)
+    if proc is None or proc.poll() is not None:
+        return None
+    job = {"argv": argv[1:], "cwd": str(cwd), "env": env}
+    try:
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        proc.stdin.close()
+    except OSError:
+        _stop(proc)
+        return None
+    return proc
+
+
+def _request(key, env, popen_kw) -> None:
+    global _spawner
+    with _lock:
+        if _spawner is None or not _spawner.is_alive():
+            # one long-lived thread starts every spare: Linux's parent-death signal follows the thread
+            # that forked a child, so a spare forked by a short-lived thread would die with that thread
+            _spawner = threading.Thread(target=_spawn_loop, name="autoresearch-warm", daemon=True)
+            _spawner.start()
+    _requests.put((key, env, popen_kw))
+
+
+def _spawn_loop() -> None:
+    while True:
+        key, env, popen_kw = _requests.get()
+        with _lock:
+            if key in _spares and _spares[key].poll() is None:
+                continue
+        python, preload, _ = key
+        try:
+            proc = subprocess.Popen([python, CHILD, *preload], env=env, stdin=subprocess.PIPE, **popen_kw)
+        except OSError:
+            continue
+        with _lock:
+            old = _spares.pop(key, None)
+            _spares[key] = proc
+            extra = list(_spares)[:-_MAX_SPARES] if len(_spares) > _MAX_SPARES else []
+            stale = [old] + [_spares.pop(k) for k in extra]
+        for p in stale:
+            if p is not None:
+                _stop(p)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+        proc.wait(timeout=5)
+    except Exception:
+        pass
+
+
+def close() -> None:
+    """Stop the spares (they also exit on their own when this process ends)."""
+    with _lock:
+        procs = list(_spares.values())
+        _spares.clear()
+    for p in procs:
+        _stop(p)
+
+
+atexit.register(close)
