@@ -76,7 +76,8 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     try:
         result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
                             memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
-                            preload=harness.preload)
+                            preload=harness.preload, spares=2 if harness.score and rescore else 1)
+        # (spares for the re-score and the next run, started while this one trains; see warm.start)
         return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
     finally:
         if not keep_model:

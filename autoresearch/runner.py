@@ -207,10 +207,12 @@ def die_with_parent() -> None:
 
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
-        max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = ()) -> RunResult:
+        max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = (),
+        spares: int = 0) -> RunResult:
     """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults.
     preload: modules a `python FILE.py` command imports anyway; it then runs in a spare interpreter
-    that has imported them already (autoresearch/warm.py), when one is ready."""
+    that has imported them already (autoresearch/warm.py), when one is ready. spares: how many such
+    interpreters to have ready for the commands that follow, started while this one runs."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress()
@@ -220,7 +222,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
     start = time.monotonic()
     with open(log_path, "wb") as log:
         try:
-            proc = warm.start(argv, str(cwd), env, tuple(preload), popen_kw) or subprocess.Popen(
+            proc = warm.start(argv, str(cwd), env, tuple(preload), popen_kw, spares) or subprocess.Popen(
                 argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, **popen_kw)
         except OSError as e:
             log.write(f"could not start {argv!r}: {e}\n".encode())

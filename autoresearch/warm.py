@@ -27,7 +27,8 @@ CHILD = str(Path(__file__).with_name("_interpreter.py"))
 _MAX_SPARES = 2
 
 _lock = threading.Lock()
-_spares: dict[tuple, subprocess.Popen] = {}     # key -> a started interpreter, waiting for a job
+_spares: dict[tuple, list[subprocess.Popen]] = {}   # key -> started interpreters, waiting for a job
+_pending: dict[tuple, int] = {}                      # key -> spares asked for and not started yet
 _requests: queue.Queue = queue.Queue()
 _spawner: threading.Thread | None = None
 
@@ -43,15 +44,23 @@ def _key(argv: list[str], env: dict, preload: tuple[str, ...]) -> tuple:
     return (argv[0], tuple(preload), base)
 
 
-def start(argv: list[str], cwd: str, env: dict, preload: tuple[str, ...], popen_kw: dict) -> subprocess.Popen | None:
+def start(argv: list[str], cwd: str, env: dict, preload: tuple[str, ...], popen_kw: dict,
+          spares: int = 0) -> subprocess.Popen | None:
     """Hand argv to a spare interpreter and return it running, or None (the caller starts cold).
-    Either way a spare for the next such command is started in the background."""
+    Then start spares in the background until `spares` wait ready for the commands after this one.
+    Only a command with CPU to spare should ask for them (a training run: its compile step leaves a
+    core idle on a CPU, and the CPU is idle while a GPU trains); a spare importing beside a command
+    that keeps every core busy (an evaluation on the CPU) slows that command by as much as it saves."""
     if not preload or not eligible(argv):
         return None
     key = _key(argv, env, preload)
     with _lock:
-        proc = _spares.pop(key, None)
-    _request(key, env, popen_kw)
+        waiting = _spares.get(key, [])
+        proc = waiting.pop(0) if waiting else None
+        missing = max(0, spares - len(waiting) - _pending.get(key, 0))
+        _pending[key] = _pending.get(key, 0) + missing
+    for _ in range(missing):
+        _request(key, env, popen_kw)
     if proc is None or proc.poll() is not None:
         return None
     job = {"argv": argv[1:], "cwd": str(cwd), "env": env}
@@ -78,22 +87,25 @@ def _request(key, env, popen_kw) -> None:
 def _spawn_loop() -> None:
     while True:
         key, env, popen_kw = _requests.get()
-        with _lock:
-            if key in _spares and _spares[key].poll() is None:
-                continue
         python, preload, _ = key
         try:
             proc = subprocess.Popen([python, CHILD, *preload], env=env, stdin=subprocess.PIPE, **popen_kw)
         except OSError:
-            continue
+            proc = None
         with _lock:
-            old = _spares.pop(key, None)
-            _spares[key] = proc
-            extra = list(_spares)[:-_MAX_SPARES] if len(_spares) > _MAX_SPARES else []
-            stale = [old] + [_spares.pop(k) for k in extra]
+            _pending[key] = _pending.get(key, 0) - 1
+            if _pending[key] <= 0:
+                del _pending[key]
+            if proc is None:
+                continue
+            _spares.setdefault(key, []).append(proc)
+            _spares[key] = [p for p in _spares[key] if p.poll() is None]
+            stale = _spares[key][:-_MAX_SPARES]
+            del _spares[key][:-_MAX_SPARES]
+            for k in [k for k in _spares if k != key]:     # another environment: its spares will not be used
+                stale += _spares.pop(k)
         for p in stale:
-            if p is not None:
-                _stop(p)
+            _stop(p)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -107,7 +119,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def close() -> None:
     """Stop the spares (they also exit on their own when this process ends)."""
     with _lock:
-        procs = list(_spares.values())
+        procs = [p for waiting in _spares.values() for p in waiting]
         _spares.clear()
     for p in procs:
         _stop(p)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 
 def workspace(profile: str = "cpu", budget: float | None = None, root: str | None = None, tag: str = "bench",
-              eval_tokens: int | None = None):
+              eval_tokens: int | None = None, warm: bool | None = None):
     """init + prepare a workspace in a temp dir; budget (seconds) and eval_tokens override the profile's
-    TIME_BUDGET and EVAL_TOKENS in this workspace's own copy of the read-only file."""
+    TIME_BUDGET and EVAL_TOKENS in this workspace's own copy of the read-only file; warm=True / False
+    sets the harness' preload list to the GPU profiles' list / to none (None: the profile's default)."""
     from autoresearch.harness import copy_into
     from autoresearch.study import prepare
     from autoresearch.workspace import init
@@ -30,6 +31,14 @@ def workspace(profile: str = "cpu", budget: float | None = None, root: str | Non
     if budget is not None:
         t = d / "autoresearch.toml"
         t.write_text(re.sub(r"^budget = [0-9.]+", f"budget = {budget}", t.read_text(), flags=re.M))
+    if warm:
+        t = d / "autoresearch.toml"
+        t.write_text(re.sub(r"^preload = \[.*?\]", 'preload = ["torch", "torch._dynamo", "torch._inductor.compile_fx", '
+                            '"torch._functorch.aot_autograd", "torch._inductor.codegen.cpp", "torch.export"]',
+                            t.read_text(), flags=re.M | re.S))
+    if warm is False:
+        t = d / "autoresearch.toml"
+        t.write_text(re.sub(r"^preload = \[.*?\]", "preload = []", t.read_text(), flags=re.M | re.S))
     ws = init(d, profile=profile, tag=tag)
     prepare(ws)
     return ws

@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--baseline-runs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--executor", default="local")
+    ap.add_argument("--warm", action="store_true", default=None, help="preload torch in spare interpreters")
+    ap.add_argument("--no-warm", dest="warm", action="store_false", help="every command starts a fresh interpreter")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
 
@@ -60,7 +62,7 @@ def main():
     from autoresearch.config import Config
     from autoresearch.study import Study
 
-    ws = workspace(args.profile, args.budget, eval_tokens=args.eval_tokens)
+    ws = workspace(args.profile, args.budget, eval_tokens=args.eval_tokens, warm=args.warm)
     from autoresearch.display import Console
     cfg = Config.load({"baseline_runs": args.baseline_runs}, environ={}, workers=args.workers, executor=args.executor)
     study = Study(ws, agent="builtin", config=cfg, display=Console(live=False))
@@ -89,6 +91,7 @@ def main():
               f"tok {m.get('total_tokens_M')}M steps {m.get('num_steps')} peak_vram_mb {m.get('peak_vram_mb')} "
               f"run {t.seconds:.0f}s train {t.training_seconds:.0f}s")
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     report.write(ws, study.harness, trials)
     for name in ("results.tsv", "progress.png", "report.md"):
         shutil.copy(ws.root / name, out / name)

@@ -26,13 +26,16 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--budget", type=float, default=None, help="override the profile's TIME_BUDGET (s)")
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--warm", action="store_true", default=None, help="preload torch in spare interpreters")
+    ap.add_argument("--no-warm", dest="warm", action="store_false", help="every command starts a fresh interpreter")
+    ap.add_argument("--baseline-runs", type=int, default=3, help="as a study's default: the judge's noise estimate")
     args = ap.parse_args()
 
     from autoresearch.config import Config
     from autoresearch.study import Study
 
-    ws = workspace(args.profile, args.budget)
-    study = Study(ws, agent="builtin", config=Config.load({"baseline_runs": 1}, environ={}))
+    ws = workspace(args.profile, args.budget, warm=args.warm)
+    study = Study(ws, agent="builtin", config=Config.load({"baseline_runs": args.baseline_runs}, environ={}))
     study.optimize(max_trials=0)                         # the baseline (also warms torch.compile's cache)
     t0 = time.time()
     study.optimize(max_trials=args.trials)

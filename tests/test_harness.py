@@ -214,23 +214,26 @@ def test_non_causal_model_is_rejected(trained, ws, env, tmp_path):
     assert p.returncode == 3 and "model is not causal" in p.stderr
 
 
-def test_monkeypatched_evaluator_gets_the_honest_score(ws, env, tmp_path):
-    cheat = ("import prepare\n"
-             "prepare.evaluate_bpb = lambda *a, **k: (0.01, 1)\n"
-             "_ls = torch.log_softmax\n"
+def test_monkeypatched_torch_gets_the_honest_score_and_a_patched_evaluator_is_refused(ws, env, tmp_path):
+    cheat = ("_ls = torch.log_softmax\n"
              "torch.log_softmax = lambda x, *a, **k: _ls(x, *a, **k) * 0.0\n"
              "F.log_softmax = torch.log_softmax\n")
-    src = (ws / "train.py").read_text().replace("import prepare\n", cheat, 1)
+    src = (ws / "train.py").read_text().replace("import prepare\n", "import prepare\n" + cheat, 1)
     d = make_workspace(tmp_path / "cheat", src)
     p = run(["train.py"], d, env)
     assert p.returncode == 0, p.stderr
-    assert summary(p.stdout)["val_bpb"] == 0.01  # the cheat worked inside training...
     p = run(["prepare.py", "--score", ".autoresearch/model.pt"], d, env)
     assert p.returncode == 0, p.stderr
     cheated = summary(p.stdout)["val_bpb"]
-    # ...but not in the scorer: same weights, honest train.py, same number
+    # the scorer imports this train.py (the patch applies) yet computes the loss with torch functions
+    # it bound before: the same weights under an honest train.py give the same number
     honest = run(["prepare.py", "--score", str(d / ".autoresearch" / "model.pt")], ws, env)
     assert cheated > 1.0 and cheated == summary(honest.stdout)["val_bpb"]
+    # patching the evaluator itself (here: the copy train.py's `import prepare` loads) is refused
+    patched = src.replace("import prepare\n", "import prepare\nprepare.evaluate_bpb = lambda *a, **k: (0.01, 1)\n", 1)
+    (d / "train.py").write_text(patched)
+    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], d, env)
+    assert p.returncode == 4 and "modified the evaluator (evaluate_bpb)" in p.stderr
 
 
 def test_divergence_fails_fast(ws, env, tmp_path):

@@ -46,7 +46,7 @@ def _wait_for_spare(timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with warm._lock:
-            if warm._spares:
+            if any(warm._spares.values()):
                 return
         time.sleep(0.05)
     raise AssertionError("no spare interpreter was started")
@@ -54,7 +54,7 @@ def _wait_for_spare(timeout=30.0):
 
 def _run(work, env, tmp_path, name, *args, timeout=60.0):
     argv = runner.command("python script.py " + " ".join(args))
-    return runner.run(argv, work, timeout, tmp_path / f"{name}.log", env=env, preload=("heavy",))
+    return runner.run(argv, work, timeout, tmp_path / f"{name}.log", env=env, preload=("heavy",), spares=1)
 
 
 def test_a_warm_start_runs_the_command_as_a_cold_one_would(tmp_path):
@@ -91,7 +91,8 @@ def test_a_warm_start_keeps_exit_codes_tracebacks_and_the_time_limit(tmp_path):
     _wait_for_spare()
     started = []
     argv = runner.command("python script.py hang")
-    r = runner.run(argv, work, 1.5, tmp_path / "hang.log", env=env, preload=("heavy",), on_start=started.append)
+    r = runner.run(argv, work, 1.5, tmp_path / "hang.log", env=env, preload=("heavy",), spares=1,
+                   on_start=started.append)
     assert r.timed_out and r.killed == "timeout" and '"preloaded": true' in r.tail
     try:
         os.killpg(started[0], 0)
@@ -109,5 +110,43 @@ def test_only_python_file_commands_are_warm_started(tmp_path):
     warm.close()
     work, env = _setup(tmp_path)
     r = runner.run([sys.executable, "-c", "import sys; print(sys.argv)"], work, 30, tmp_path / "c.log", env=env,
-                   preload=("heavy",))
+                   preload=("heavy",), spares=1)
     assert r.returncode == 0 and "['-c']" in r.tail
+    assert not any(warm._spares.values()) and not warm._pending
+
+
+def test_spares_are_started_only_for_commands_that_ask(tmp_path):
+    warm.close()
+    work, env = _setup(tmp_path)
+    argv = runner.command("python script.py plain")
+    r = runner.run(argv, work, 60, tmp_path / "a.log", env=env, preload=("heavy",))          # asks for none
+    assert r.returncode == 0
+    time.sleep(0.5)
+    assert not any(warm._spares.values())
+    runner.run(argv, work, 60, tmp_path / "b.log", env=env, preload=("heavy",), spares=2)    # a training run
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(map(len, warm._spares.values())) < 2:
+        time.sleep(0.05)
+    assert sum(map(len, warm._spares.values())) == 2
+    r = runner.run(argv, work, 60, tmp_path / "c.log", env=env, preload=("heavy",))          # takes one, asks none
+    assert '"preloaded": true' in r.tail
+    time.sleep(0.5)
+    assert sum(map(len, warm._spares.values())) == 1
+    warm.close()
+
+
+def test_harness_preload_is_a_list_of_module_names(tmp_path):
+    import pytest
+
+    from autoresearch.errors import ConfigError
+    from autoresearch.harness import Harness, default_toml
+    (tmp_path / "autoresearch.toml").write_text('[harness]\npreload = "torch"\n')
+    with pytest.raises(ConfigError, match="preload must be a list of module names"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\npreload = ["torch", "numpy"]\n')
+    assert Harness.load(tmp_path).preload == ("torch", "numpy")
+    # the default harness: none on a CPU (an import there competes with the run), torch's on a GPU profile
+    (tmp_path / "autoresearch.toml").write_text(default_toml("cpu"))
+    assert Harness.load(tmp_path).preload == ()
+    (tmp_path / "autoresearch.toml").write_text(default_toml("h100"))
+    assert Harness.load(tmp_path).preload[:2] == ("torch", "torch._dynamo")

@@ -165,6 +165,15 @@ def default_toml(profile: str, data: str = "embedded") -> str:
     lines = [f"{name} = [{lo!r}, {hi!r}, {scale!r}]".replace("'", '"')
              for name, (lo, hi, scale) in DEFAULT_SEARCH.items() if name in source]
     search = "\n".join(lines)
+    if profile in ("cpu", "smoke"):
+        preload = ("# modules a spare interpreter imports ahead of each python command (see README); none on a CPU:\n"
+                   "# there the import competes with the run for the same cores (measured: no gain on 2 cores)\n"
+                   "preload = []")
+    else:
+        preload = ("# imported ahead by a spare interpreter while the accelerator trains, so no command waits for\n"
+                   "# them (on a 2-core CPU: torch ~1.5 s, torch.compile's modules ~2.5 s more)\n"
+                   'preload = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "torch._functorch.aot_autograd",\n'
+                   '           "torch._inductor.codegen.cpp", "torch.export"]')
     return f'''# autoresearch.toml: the harness of this workspace, as data (see README).
 profile = "{profile}"    # fixes prepare.py's constants; results compare only within a profile
 data = "{data}"          # embedded | climbmix | /path/to/folder (parquet with a text column, or .txt)
@@ -180,7 +189,7 @@ holdout = "python prepare.py --score {{model}} --split holdout"  # kept models o
 metric = "val_bpb"
 direction = "minimize"
 budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)
-preload = ["torch"]                      # imported ahead by a spare interpreter: no import wait per command
+{preload}
 
 [study]
 baseline_runs = 3      # the baseline runs this many times to measure the metric's noise
