@@ -8,6 +8,7 @@ the Harness, so the local study and a Ray worker on another node call the same c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class Measurement:
     value: float | None
     result: runner.RunResult
     reason: str = ""
+    holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
 
 
 def checksums(root: Path, names) -> dict[str, str]:
@@ -54,8 +56,10 @@ def tail_lines(text: str, n: int = 30) -> str:
 
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
             rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
-            keep_model: bool = False) -> Measurement:
+            keep_model: bool = False, holdout: bool = False) -> Measurement:
     """Run the harness once in root and classify the outcome. Never raises for the run's faults.
+    holdout: also score the hidden holdout split after a run of record (where only the run's node
+    has the model: the parallel scheduler; the serial loop scores kept models only).
     The saved model is deleted afterwards unless keep_model (then the caller deletes it)."""
     root = Path(root)
 
@@ -78,7 +82,11 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
                             memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
                             preload=harness.preload, spares=2 if harness.score and rescore else 1)
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
-        return _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
+        m = _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
+        if holdout and m.state == TrialState.KEEP:
+            m = dataclasses.replace(m, holdout=score_holdout(root, harness, model, Path(log).with_suffix(".holdout.log"),
+                                                             memory_limit_mb))
+        return m
     finally:
         if not keep_model:
             model.unlink(missing_ok=True)     # models are large; the commit reproduces one

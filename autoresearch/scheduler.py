@@ -237,6 +237,8 @@ class Scheduler:
         training = sum(float(m.result.metric("training_seconds") or 0.0) for m in ms)
         extra = {"worker": outs[-1].worker, "node": outs[-1].node, "base": commit, "rebased": False,
                  "workers": self.workers}
+        if last.holdout is not None and failed is None:
+            extra["holdout"] = last.holdout
         if failed is not None:
             trial = study._trial(number, last.state, "baseline", commit=commit, parent=commit, values=(), m=last,
                                  seconds=seconds, training=training, kind="baseline", started=started,
@@ -524,6 +526,8 @@ class Scheduler:
         if cand.knobs is not None:
             extra["knobs"] = cand.knobs
         extra.update(worker=cand.worker, node=cand.node, base=cand.base, rebased=cand.rebased)
+        if state == TrialState.KEEP and last is not None and last.holdout is not None:
+            extra["holdout"] = last.holdout    # kept trials only, as the serial loop; agents never see it
         if cand.stale:
             extra["stale"] = cand.stale
         trial = trial.replace(extra=extra)
@@ -558,9 +562,9 @@ class Scheduler:
                 continue
             new = self.log_dir / f"{self.ws.tag}-{number}{'.' + str(i) if i else ''}.log"
             os.replace(old, new)
-            score = old.with_suffix(".score.log")
-            if score.exists():
-                os.replace(score, new.with_suffix(".score.log"))
+            for suffix in (".score.log", ".holdout.log"):
+                if old.with_suffix(suffix).exists():
+                    os.replace(old.with_suffix(suffix), new.with_suffix(suffix))
             out.append(dataclasses.replace(m, result=dataclasses.replace(m.result, log_path=str(new))))
         return out
 

@@ -288,3 +288,32 @@ def test_resume_after_the_driver_is_killed(ws):
     assert trials[-2].description == "X -> 3.0, Y -> 3.0" or trials[-1].description == "X -> 3.0, Y -> 3.0"
     assert study.best.value == pytest.approx(1.0)
     assert not list((ws / ".autoresearch" / "t" / "worktrees").iterdir())
+
+
+SCORED_TRAIN = TRAIN.replace('print("---")', 'open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))\nprint("---")')
+SCORED_PREPARE = PREPARE + '''if "--score" in sys.argv:        # the fake evaluator: the saved "model" is its value
+    v = float(open(sys.argv[sys.argv.index("--score") + 1]).read())
+    print("---"); print(f"val_bpb: {v + (0.5 if 'holdout' in sys.argv else 0.0):.6f}")
+'''
+
+
+def test_kept_trials_get_the_hidden_holdout_score_and_agents_never_see_it(tmp_path):
+    root = make_ws(tmp_path / "ws", train=SCORED_TRAIN)
+    (root / "prepare.py").write_text(SCORED_PREPARE)
+    toml = (root / "autoresearch.toml").read_text().replace(
+        'metric = "val_bpb"', 'score = "python prepare.py --score {model}"\n'
+                              'holdout = "python prepare.py --score {model} --split holdout"\nmetric = "val_bpb"')
+    (root / "autoresearch.toml").write_text(toml)
+    git(root, "commit", "-qam", "a scoring harness")
+    study, agent = study_for(root, [edit(X=2.0), edit(X=6.0), edit(Y=2.5)])
+    parallel_optimize(study, LocalExecutor(2), max_trials=3)
+    trials = check_ledger_and_git(root)
+    assert trials[0].extra["holdout"] == pytest.approx(trials[0].value + 0.5)
+    kept = [t for t in trials[1:] if t.state == TrialState.KEEP]
+    others = [t for t in trials[1:] if t.state != TrialState.KEEP]
+    assert kept and others
+    for t in kept:
+        assert t.extra["holdout"] == pytest.approx(t.value + 0.5)
+    assert all("holdout" not in t.extra for t in others)
+    assert all("holdout" not in t.extra for c in agent.contexts for t in c.history)
+    assert list((root / ".autoresearch" / "logs").glob("t-*.holdout.log"))

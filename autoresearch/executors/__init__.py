@@ -31,6 +31,7 @@ class Setup:
     memory_limit_mb: float = 0.0     # per run; 0 = the executor picks one per machine
     rescore: bool = True
     tag: str = ""
+    holdout: bool = True             # score the hidden holdout after each run of record (kept trials keep it)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def _main() -> None:
         return
     try:
         m = measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
-                    setup.rescore, None, job.trial)
+                    setup.rescore, None, job.trial, holdout=setup.holdout)
         message = ("done", m)
     except KeyboardInterrupt:       # the runner has killed the run's process group already
         message = ("cancelled", None)

@@ -111,7 +111,7 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
                 except Exception:
                     memory_limit_mb = 0.0
             m = measure(root, setup.harness, setup.readonly_sums, log, root / ".autoresearch" / "model.pt",
-                        memory_limit_mb, setup.rescore, None, job.trial)
+                        memory_limit_mb, setup.rescore, None, job.trial, holdout=setup.holdout)
         texts = {}
         for key, path in (("log", log), ("score_log", log.with_suffix(".score.log"))):
             if path.exists():
