@@ -73,14 +73,15 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
                            f"read-only file changed: {', '.join(bad)}")
     model.parent.mkdir(parents=True, exist_ok=True)
     model.unlink(missing_ok=True)
+    scoring = bool(harness.score and rescore)
     extra = {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)}
-    if harness.score and rescore:
+    if scoring:
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     env = harness_env(harness, extra)
     try:
         result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
                             memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
-                            preload=harness.preload, spares=2 if harness.score and rescore else 1)
+                            preload=harness.preload, spares=2 if scoring else 1)
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
         m = _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
         if holdout and m.state == TrialState.KEEP:

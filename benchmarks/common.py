@@ -12,7 +12,7 @@ def workspace(profile: str = "cpu", budget: float | None = None, root: str | Non
     """init + prepare a workspace in a temp dir; budget (seconds) and eval_tokens override the profile's
     TIME_BUDGET and EVAL_TOKENS in this workspace's own copy of the read-only file; warm=True / False
     sets the harness' preload list to the GPU profiles' list / to none (None: the profile's default)."""
-    from autoresearch.harness import copy_into
+    from autoresearch.harness import GPU_PRELOAD, copy_into, preload_line
     from autoresearch.study import prepare
     from autoresearch.workspace import init
 
@@ -31,14 +31,10 @@ def workspace(profile: str = "cpu", budget: float | None = None, root: str | Non
     if budget is not None:
         t = d / "autoresearch.toml"
         t.write_text(re.sub(r"^budget = [0-9.]+", f"budget = {budget}", t.read_text(), flags=re.M))
-    if warm:
+    if warm is not None:
         t = d / "autoresearch.toml"
-        t.write_text(re.sub(r"^preload = \[.*?\]", 'preload = ["torch", "torch._dynamo", "torch._inductor.compile_fx", '
-                            '"torch._functorch.aot_autograd", "torch._inductor.codegen.cpp", "torch.export"]',
-                            t.read_text(), flags=re.M | re.S))
-    if warm is False:
-        t = d / "autoresearch.toml"
-        t.write_text(re.sub(r"^preload = \[.*?\]", "preload = []", t.read_text(), flags=re.M | re.S))
+        line = preload_line(GPU_PRELOAD if warm else ())
+        t.write_text(re.sub(r"^preload = \[.*?\]", lambda _: line, t.read_text(), flags=re.M | re.S))
     ws = init(d, profile=profile, tag=tag)
     prepare(ws)
     return ws

@@ -158,6 +158,17 @@ DEFAULT_SEARCH = {
 }
 
 
+# what a GPU profile's spare interpreters import ahead (autoresearch/warm.py): torch, and the modules
+# torch.compile loads on its first call (on a 2-core CPU: torch ~1.5 s, these ~2.5 s more)
+GPU_PRELOAD = ("torch", "torch._dynamo", "torch._inductor.compile_fx", "torch._functorch.aot_autograd",
+               "torch._inductor.codegen.cpp", "torch.export")
+
+
+def preload_line(modules) -> str:
+    """`preload = [...]` as autoresearch.toml writes it."""
+    return "preload = [" + ", ".join(f'"{m}"' for m in modules) + "]"
+
+
 def default_toml(profile: str, data: str = "embedded") -> str:
     spec = profiles()[profile]
     budget = spec["TIME_BUDGET"]
@@ -168,12 +179,11 @@ def default_toml(profile: str, data: str = "embedded") -> str:
     if profile in ("cpu", "smoke"):
         preload = ("# modules a spare interpreter imports ahead of each python command (see README); none on a CPU:\n"
                    "# there the import competes with the run for the same cores (measured: no gain on 2 cores)\n"
-                   "preload = []")
+                   + preload_line(()))
     else:
         preload = ("# imported ahead by a spare interpreter while the accelerator trains, so no command waits for\n"
                    "# them (on a 2-core CPU: torch ~1.5 s, torch.compile's modules ~2.5 s more)\n"
-                   'preload = ["torch", "torch._dynamo", "torch._inductor.compile_fx", "torch._functorch.aot_autograd",\n'
-                   '           "torch._inductor.codegen.cpp", "torch.export"]')
+                   + preload_line(GPU_PRELOAD))
     return f'''# autoresearch.toml: the harness of this workspace, as data (see README).
 profile = "{profile}"    # fixes prepare.py's constants; results compare only within a profile
 data = "{data}"          # embedded | climbmix | /path/to/folder (parquet with a text column, or .txt)
