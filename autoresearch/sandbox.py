@@ -151,3 +151,14 @@ def detect(mode: str = "auto") -> Sandbox:
         raise ConfigError(f"sandbox = bwrap, but {why}: install bubblewrap (apt-get install bubblewrap) or set "
                           f"sandbox = \"auto\"")
     return Sandbox("none", note=f"{why}: {NOT_ENFORCED}")
+
+
+def private() -> None:
+    """Linux: this process's /proc entries (environ, with the agents' keys) unreadable to other
+    processes of the same user, whether or not runs are sandboxed (PR_SET_DUMPABLE 0)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)    # PR_SET_DUMPABLE
+        except Exception:
+            pass

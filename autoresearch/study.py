@@ -25,7 +25,7 @@ from autoresearch.config import Config
 from autoresearch.display import Quiet
 from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError, WorkspaceError
 from autoresearch.harness import Harness
-from autoresearch.judge import CONFIRM, KEEP, Judge
+from autoresearch.judge import CONFIRM, KEEP, Judge, overfits
 from autoresearch.ledger import Ledger, clean
 from autoresearch.measurement import Measurement, harness_env, measure, score_holdout
 from autoresearch.trial import Trial, TrialState
@@ -169,6 +169,7 @@ class Study:
         os.environ["AUTORESEARCH_SANDBOX"] = cfg.sandbox      # the executors' workers use the same walls
         if not self.sandbox.enforced:
             self.display.message(f"warning: {self.sandbox.note}")
+        sandbox.private()
         self.reconcile()
         self._check_prepared()
         h = self.harness
@@ -257,7 +258,7 @@ class Study:
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
                             reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
-                            extra=self._holdout(number, len(values)))
+                            extra=self._holdout(number, len(values), every=True))
         self._drop_models(number)
         ws.pin(number, commit)
         self._record(trial)
@@ -298,7 +299,7 @@ class Study:
                 last_failure = t.extra.get("tail", "") or t.reason
                 break
         # the hidden holdout score never reaches an agent
-        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k != "holdout"}) for t in self.trials}
+        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k not in ("holdout", "holdout_sd")}) for t in self.trials}
         return agents_mod.Context(root=self.ws.root, program=program, files=files, editable=h.editable,
                                   readonly=h.readonly, history=tuple(hide.values()),
                                   best=hide.get(self.best.number) if self.best else None,
@@ -314,6 +315,7 @@ class Study:
         started = time.time()
         self._running({"number": number, "description": "(agent is proposing)"})
         t0 = time.monotonic()
+        guard = ws.guard()
         try:
             proposal = self.agent.propose(self.context(number))
         except KeyboardInterrupt:
@@ -324,6 +326,12 @@ class Study:
             return self._discard_unrun(number, parent, TrialState.INVALID, f"{kind}: {e}", f"{kind}: {e}",
                                        started, agent_seconds=time.monotonic() - t0)
         agent_seconds = time.monotonic() - t0
+        tampered = ws.tampered(guard)
+        if tampered:
+            self._failures += 1
+            return self._discard_unrun(number, parent, TrialState.INVALID, clean(proposal.description or "", 300),
+                                       f"the agent changed git's own files ({', '.join(tampered[:5])}): restored",
+                                       started, agent_seconds=agent_seconds)
         self._failures = 0
         description = clean(proposal.description or "", 300) or "(no description)"
         cost = self._cost(proposal)
@@ -391,6 +399,9 @@ class Study:
             reason = decision.explain()
         if state == TrialState.KEEP:
             extra.update(self._holdout(number, len(values)))
+            if self._overfits(extra.get("holdout")):
+                state, reason = TrialState.DISCARD, (f"{reason}; discarded: the gain does not hold on held-out data "
+                                                     f"(it overfits the validation split)")
         self._drop_models(number)
         trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
                             seconds=seconds, training=training, started=started, reason=reason,
@@ -407,14 +418,32 @@ class Study:
     def _model_path(self, number: int, repeat: int):
         return self.ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}.{repeat}.pt"
 
-    def _holdout(self, number: int, repeats: int) -> dict:
-        """Score the kept model of the last repeat on the split the agent never hears of."""
+    def _holdout(self, number: int, repeats: int, every: bool = False) -> dict:
+        """Score the kept model of the last repeat (every: of each repeat, the baseline, whose spread is
+        the holdout's noise) on the split the agent never hears of."""
         if not (self.harness.holdout and repeats):
             return {}
-        value = score_holdout(self.ws.root, self.harness, self._model_path(number, repeats - 1),
-                              self.ws.root / LOGS / f"{self.ws.tag}-{number}.holdout.log", self.config.memory_limit(),
-                              self.sandbox)
-        return {} if value is None else {"holdout": value}
+        values = []
+        for i in range(repeats) if every else [repeats - 1]:
+            v = score_holdout(self.ws.root, self.harness, self._model_path(number, i),
+                              self.ws.root / LOGS / f"{self.ws.tag}-{number}{f'.{i}' if i else ''}.holdout.log",
+                              self.config.memory_limit(), self.sandbox)
+            if v is not None:
+                values.append(v)
+        if not values:
+            return {}
+        out = {"holdout": statistics.fmean(values)}
+        if len(values) >= 2:
+            out["holdout_sd"] = statistics.stdev(values)
+        return out
+
+    def _overfits(self, holdout: float | None) -> bool:
+        """The candidate's holdout is worse than the best's beyond the baseline's holdout noise."""
+        base = next((t for t in self.trials if t.kind == "baseline"), None)
+        best = self.best.extra.get("holdout") if self.best else None
+        if holdout is None or best is None or base is None or "holdout_sd" not in base.extra:
+            return False
+        return overfits(holdout, best, base.extra["holdout_sd"], self.harness.direction, self.config.sigma)
 
     def _drop_models(self, number: int) -> None:
         """Models are large and the commit reproduces one: delete this trial's."""
@@ -461,11 +490,15 @@ class Study:
         """Run the harness once in the workspace; a run that writes to the ledger is INVALID."""
         suffix = f".{repeat}" if repeat else ""
         root = self.ws.root
-        before = self._ledger_state()
+        before, guard = self._ledger_state(), self.ws.guard()
         m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
                     self._model_path(number, repeat), self.config.memory_limit(), self.config.rescore,
                     self.display.progress, number, on_start=self._child_started, keep_model=True,
                     **self._limits())
+        tampered = self.ws.tampered(guard)
+        if tampered:
+            return Measurement(TrialState.INVALID, None, m.result, f"the run changed git's own files "
+                                                                  f"({', '.join(tampered[:5])}): restored")
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,
