@@ -79,10 +79,11 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     env = harness_env(harness, extra)
     try:
-        result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
+        result = runner.run(harness.command(harness.run), root, harness.timeout, log, env=env,
                             memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
                             preload=harness.preload, spares=2 if scoring else 1)
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
+        result = harness.summarize(result)       # a plain `test loss: X` line, when the harness names one
         m = _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
         if holdout and m.state == TrialState.KEEP:
             m = dataclasses.replace(m, holdout=score_holdout(root, harness, model, Path(log).with_suffix(".holdout.log"),
@@ -98,7 +99,7 @@ def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: 
     if not harness.holdout or not model.exists():
         return None
     env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model)})
-    r = runner.run(runner.command(harness.holdout, model=str(model)), root, max(120.0, harness.timeout), log,
+    r = runner.run(harness.command(harness.holdout, model=str(model)), root, max(120.0, harness.timeout), log,
                    env=env, memory_limit_mb=memory_limit_mb or None, preload=harness.preload)
     return r.metric(harness.metric) if r.returncode == 0 else None
 
@@ -131,7 +132,7 @@ def _classify(root, harness, result, model, env, changed, memory_limit_mb, resco
         return Measurement(TrialState.INVALID, None, result,
                            f"no saved model at {model.name} for the protected evaluator to score")
     score_log = Path(result.log_path).with_suffix(".score.log")
-    scored = runner.run(runner.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
+    scored = runner.run(harness.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
                         score_log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start,
                         preload=harness.preload)
     value = scored.metric(harness.metric)
