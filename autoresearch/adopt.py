@@ -318,9 +318,10 @@ def _report(root, shown, run, found, result, seconds, readonly, written, ranges,
     if result.timed_out:
         lines.append(f"warning   the run did not finish in {seconds:g} s: make a run shorter (fewer steps) or raise "
                      f"budget, else every trial is a TIMEOUT")
-    rel = shlex.quote(str(shown))
+    here = str(shown) in (".", "") or Path(shown).resolve() == Path.cwd()
+    git = "git" if here else f"git -C {shlex.quote(str(shown))}"
     lines += [f"wrote {root / TOML}", "next:",
               f"  review {Path(shown) / TOML}, then commit it:",
-              f"  git -C {rel} add {TOML} && git -C {rel} commit -m 'autoresearch harness'",
-              f"  autoresearch run -C {rel} --max-trials 10"]
+              f"  {git} add {TOML} && {git} commit -m 'autoresearch harness'",
+              f"  autoresearch run{'' if here else ' -C ' + shlex.quote(str(shown))} --max-trials 10"]
     return "\n".join(lines)

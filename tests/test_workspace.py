@@ -97,3 +97,12 @@ def test_a_study_with_run_outputs_and_user_files_records_no_invalid(tmp_path):
     assert [t.state for t in study.trials] == [TrialState.KEEP, TrialState.KEEP, TrialState.DISCARD, TrialState.KEEP]
     assert not (ws / "out").exists() and (ws / "notes.txt").read_text() == "mine\n"
     assert git(ws, "status", "--porcelain") == "?? notes.txt"
+
+
+def test_after_a_kill_mid_trial_new_files_are_the_trials_not_the_users(hostile):
+    ws = Workspace(hostile, tag="t")
+    (hostile / "notes.txt").write_text("mine\n")
+    ws.leave_alone()
+    (hostile / "half-written.ckpt").write_text("x")           # appeared while a trial was in flight
+    assert Workspace(hostile, tag="t").leave_alone(adopt_new=False) == ("notes.txt",)
+    assert ws.changed_files() == ["half-written.ckpt"]        # stashed by the resume, never lost

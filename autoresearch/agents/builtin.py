@@ -166,7 +166,7 @@ class BuiltinAgent(Agent):
             else:
                 continue
             study.add_trial(trial)
-        rng = random.Random(context.seed * 7919 + context.trial_number)
+        rng = random.Random(f"{context.seed}/{context.trial_number}")   # a str seed is hashed: neighbours differ
         local = len(study.trials) < self.n_startup_trials    # too little history for TPE: hill-climb
         order = sorted(dists)
         random.Random(context.seed).shuffle(order)
