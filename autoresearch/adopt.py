@@ -315,6 +315,10 @@ def _report(root, shown, run, found, result, seconds, readonly, written, ranges,
              f"outputs   {', '.join(sorted(written)[:6]) or '-'} (removed again)",
              f"search    {', '.join(ranges) or '- (none found: add [search] ranges, or use an LLM agent)'}",
              f"budget    {budget} s"]
+    if not any(w in HELD_OUT for w in _words(found.metric)):
+        lines.append(f"warning   {found.metric} is not a held-out score (no val/test/eval line seen): the study would "
+                     f"optimize it as printed; make the run print a held-out score (e.g. more steps, so that an "
+                     f"evaluation happens) and adopt again, or accept it")
     if result.timed_out:
         lines.append(f"warning   the run did not finish in {seconds:g} s: make a run shorter (fewer steps) or raise "
                      f"budget, else every trial is a TIMEOUT")

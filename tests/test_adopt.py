@@ -151,3 +151,12 @@ def test_metric_line_reads_the_last_match():
                                                      "step 2 train loss: 3 test loss: 2.25\n"))
     assert r.metric("test_loss") == 2.25
     assert h.summarize(RunResult(0, False, 1.0, "", tail="nothing\n")).metric("test_loss") is None
+
+
+def test_adopt_warns_when_the_metric_is_not_a_held_out_score(repo, capsys):
+    (repo / "fit.py").write_text("for s in range(3):\n    print(f'step {s} | loss {3 - s}.5 | step time 1.0ms')\n")
+    git(repo, "add", "fit.py")
+    git(repo, "commit", "-q", "-m", "fit")
+    code, out, _ = cli(capsys, "adopt", repo, "--run", "python fit.py")
+    assert code == 0 and "metric    loss (minimize; 1.5" in out
+    assert "warning   loss is not a held-out score" in out
