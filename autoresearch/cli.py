@@ -132,8 +132,10 @@ def _cmd_status(args) -> int:
     print(report.summary(trials, harness.metric, harness.direction, ws.tag, report.running(dir_), last=args.last))
     python, where = harness.interpreter()
     print(f"\npython    {python} ({where})")
-    guards = harness.protection()
-    print("protected " + "\n          ".join(guards[:-1]) + "\n" + f"{'':10}{guards[-1]}")
+    held, not_held = harness.protection()
+    for label, lines in (("protected", held), ("not held", not_held)):
+        for i, line in enumerate(lines):
+            print(f"{label if i == 0 else '':9} {line}")
     return 0
 
 

@@ -79,7 +79,8 @@ def test_the_recipe_end_to_end(repo, capsys):
     code, out, _ = cli(capsys, "status", "-C", repo)
     assert code == 0
     assert "python    " in out and "the tool's own" in out
-    assert "not held: no `score` command, so test_loss is what the editable script prints" in out
+    assert "not held  re-scoring: there is no `score` command, so test_loss is what the editable script prints" in out
+    assert "protected read-only files checksummed before and after every run (data/points.txt)" in out
     assert "keeping only gains above" in out
 
 

@@ -248,3 +248,11 @@ def test_a_trial_that_never_ran_is_labelled_with_its_number():
     c.trial_started(0, "baseline", 60)
     c.trial_done(Trial(number=1, state=TrialState.INVALID, description="x", reason="no change"), None)
     assert out.getvalue().splitlines()[-1].startswith("[trial 1] INVALID")
+
+
+def test_protection_says_what_holds_without_a_score_command(tmp_path):
+    held, not_held = Harness(root=tmp_path, score="python prepare.py --score {model}").protection()
+    assert not_held == [] and any("re-scores every saved model" in line for line in held)
+    held, not_held = Harness(root=tmp_path, metric="test_loss", readonly=("data.txt",)).protection()
+    assert "checksummed before and after every run (data.txt)" in held[0] and "time limit" in held[1]
+    assert len(not_held) == 1 and "no `score` command, so test_loss is what the editable script prints" in not_held[0]

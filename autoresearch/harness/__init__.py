@@ -170,18 +170,18 @@ class Harness:
             return result
         return dataclasses.replace(result, summary={**result.summary, self.metric: value})
 
-    def protection(self) -> list[str]:
-        """What guards the score of this harness, and what does not (README: what is protected)."""
+    def protection(self) -> tuple[list[str], list[str]]:
+        """(what guards the score of this harness, what does not): README "What is protected"."""
         ro = ", ".join(self.readonly) or "none named"
         held = [f"read-only files checksummed before and after every run ({ro})",
                 f"external time limit ({self.timeout:g} s, process group killed)",
                 "scrubbed environment (no keys or tokens), memory limit, ledger writes rejected"]
         if self.score:
-            held.append("the protected evaluator re-scores every saved model; a printed metric that disagrees is INVALID")
-            return held + ["not held: -"]
-        return held + [f"not held: no `score` command, so {self.metric} is what the editable script prints: "
-                       f"nothing re-scores it, and an agent that edits how it is computed or printed is not caught "
-                       f"(keep that code in a read-only file)"]
+            return held + ["the protected evaluator re-scores every saved model; a printed metric that disagrees "
+                           "is INVALID"], []
+        return held, [f"re-scoring: there is no `score` command, so {self.metric} is what the editable script "
+                      f"prints; an edit to how it is computed or printed is not caught (keep that code in a "
+                      f"read-only file)"]
 
     def section(self, name: str) -> dict:
         value = self.raw.get(name, {})
