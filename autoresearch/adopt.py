@@ -166,7 +166,9 @@ def _round(x: float) -> float:
 def _range(name: str, v) -> list | None:
     low = name.lower()
     if isinstance(v, int):
-        return [max(1, v // 2), v * 2, "int"] if v >= 2 else None
+        if v < 2:
+            return None                       # 0 / 1: a switch, not a size
+        return [max(1, v // 2), v * 2, "int_log" if v >= 8 else "int"]   # sizes move by factors
     if "drop" in low:
         return [0.0, _round(min(0.5, max(0.2, 2 * v))), "linear"]
     if v == 0:
