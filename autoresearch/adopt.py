@@ -6,10 +6,11 @@ Finds the script (the run command given, else train.py, main.py, run.py or the o
 file with a `__main__` block), runs it once under a time limit with the interpreter a study
 would use, and writes a starter `autoresearch.toml` from what it saw: the metric (a `---`
 summary block, else the last `name: number` line such as `test loss: 2.13`, read by a
-`metric_line` pattern), the files the script read (read-only), its hyperparameters (argparse
-defaults and UPPER_CASE constants, as [search] ranges) and a time budget from the run's length.
-What the probing run wrote is removed again. It commits nothing and never copies the GPT
-harness; `adopt()` returns the report the CLI prints, ending with the next step.
+`metric_line` pattern), the files the script read (read-only) and the folders it wrote into
+(`outputs`), its hyperparameters (argparse defaults and UPPER_CASE constants, as [search]
+ranges) and a time budget from the run's length. The probing run is the user's own script run at
+their request, outside the sandbox; what it wrote is removed again. It commits nothing and never
+copies the GPT harness; `adopt()` returns the report the CLI prints, ending with the next step.
 """
 
 from __future__ import annotations
@@ -283,9 +284,13 @@ def starter_toml(run, script, readonly, big, found, budget, ranges, left, writte
                    f"{', '.join(big)}")
     out += [f"run = {_q(run)}",
             f"# python: {python} ({python_from.split(':')[0]}); python = \"path\" chooses another"]
-    if written:
-        shown = sorted({w.split('/')[0] + ('/' if '/' in w else '') for w in written})
-        out.append(f"# the run writes {', '.join(shown[:8])}: removed after every measurement (ignored paths stay)")
+    folders = sorted({w.split("/")[0] for w in written if "/" in w})
+    loose = sorted(w for w in written if "/" not in w)
+    if folders:
+        out.append(f"outputs = {arr(folders)}        # folders the run writes into: emptied after every measurement")
+    if loose:
+        out.append(f"# the run also writes {', '.join(loose[:6])} beside the code: under the sandbox a run may write "
+                   f"only into `outputs` folders, so point it into one")
     out += [f"metric = {_q(found.metric)}",
             f"direction = \"{found.direction}\""]
     if found.line:

@@ -84,11 +84,14 @@ def test_an_uncommitted_harness_file_blocks_and_a_tracked_ledger_is_refused(host
 
 
 def test_a_study_with_run_outputs_and_user_files_records_no_invalid(tmp_path):
-    """The fake harness made to write out/ every run; the user's notes.txt beside it."""
+    """The fake harness made to write out/ every run (named in `outputs`: the sandbox lets it write there);
+    the user's notes.txt beside it."""
     ws = make_fake_workspace(tmp_path / "ws")
     edit(lambda s: s.replace('print("---")', 'os.makedirs("out", exist_ok=True); '
                                              'open(f"out/events.{os.getpid()}", "w").write("e")\nprint("---")'),
          "writes outputs")(ws)
+    toml = ws / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace('run = "python train.py"', 'run = "python train.py"\noutputs = ["out"]'))
     git(ws, "commit", "-q", "-am", "the harness writes out/")
     (ws / "notes.txt").write_text("mine\n")
     study = Study(ws, agent=ScriptedAgent([knob("X", 2.0), knob("X", 0.5), knob("X", 3.0)]),
