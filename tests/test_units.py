@@ -256,3 +256,12 @@ def test_protection_says_what_holds_without_a_score_command(tmp_path):
     held, not_held = Harness(root=tmp_path, metric="test_loss", readonly=("data.txt",)).protection()
     assert "checksummed before and after every run (data.txt)" in held[0] and "time limit" in held[1]
     assert len(not_held) == 1 and "no `score` command, so test_loss is what the editable script prints" in not_held[0]
+
+
+def test_outputs_are_folders_inside_the_repository(tmp_path):
+    for bad in ('["../elsewhere"]', '["/tmp/x"]', '[".git"]', '"out"'):
+        (tmp_path / "autoresearch.toml").write_text(f"[harness]\noutputs = {bad}\n")
+        with pytest.raises(ConfigError, match="outputs"):
+            Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\noutputs = ["out", "runs/logs"]\n')
+    assert Harness.load(tmp_path).outputs == ("out", "runs/logs")
