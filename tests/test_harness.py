@@ -53,7 +53,13 @@ def run(args, cwd, env, timeout=120):
 
 def summary(stdout):
     block = stdout[stdout.rindex("---\n"):]
-    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in block.splitlines()[1:])}
+    out = {}
+    for k, v in (line.split(":", 1) for line in block.splitlines()[1:]):
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            out[k.strip()] = v.strip()      # data_sha256
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -224,11 +230,14 @@ def test_non_causal_model_is_rejected(trained, ws, env, tmp_path):
 
 def test_model_causal_only_at_a_small_batch_size_is_rejected(trained, ws, env, tmp_path):
     # peeks at the next token whenever the batch is not the size an old check used (2)
-    peek = ("        if idx.shape[0] != 2:\n"
-            "            logits = logits + 5.0 * F.one_hot(torch.roll(idx, -1, 1), logits.size(-1)).to(logits.dtype)\n")
+    ret = "        return self.config.softcap * torch.tanh(logits / self.config.softcap)\n"
+    peek = ("        out = self.config.softcap * torch.tanh(logits / self.config.softcap)\n"
+            "        if idx.shape[0] != 2:\n"
+            "            out = out + 5.0 * F.one_hot(torch.roll(idx, -1, 1), out.size(-1)).to(out.dtype)\n"
+            "        return out\n")
     src = (ws / "train.py").read_text()
-    src = re.sub(r"(\n(\s+)return logits\n)", lambda m: "\n" + peek + m.group(1)[1:], src, count=1)
-    assert peek in src
+    assert ret in src
+    src = src.replace(ret, peek, 1)
     d = make_workspace(tmp_path / "ws", src)
     p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
     assert p.returncode == 3 and "model is not causal" in p.stderr

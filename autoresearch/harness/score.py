@@ -33,6 +33,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE_BATCHES = 2        # evaluation batches the second worker sees cut and spliced
+DEVICE = "cpu"           # where the loss is computed: CUDA when there is one (set in score())
 
 
 def _load_prepare():
@@ -70,18 +71,21 @@ class Worker:
         self.proc.stdin.write(f"x {data.shape[0]} {data.shape[1]}\n".encode() + data.tobytes())
         self.proc.stdin.flush()
         line = self.proc.stdout.readline(200).decode("ascii", "replace").split()
-        if len(line) != 2 or line[0] != "ok" or not line[1].isdigit():
+        if len(line) != 3 or line[0] != "ok" or not line[1].isdigit() or line[2] not in ("float32", "bfloat16"):
             raise WorkerFailed(" ".join(line) or f"the model worker exited ({self.proc.wait()})")
         V = int(line[1])
         if not vocab <= V <= 2 * vocab + 4096:
             raise WorkerFailed(f"the model returned logits of width {V}, expected at least the vocabulary ({vocab})")
         B, T = data.shape
         want = B * T * V
-        arr = np.fromfile(self.buffer, dtype=np.float32, count=want)   # a copy: later writes cannot change it
-        if arr.size != want:
-            raise WorkerFailed(f"the model worker wrote {arr.size} logits, expected {want}")
+        raw = np.fromfile(self.buffer, dtype=np.float32 if line[2] == "float32" else np.int16, count=want)
+        if raw.size != want:     # (a copy: what the worker writes later cannot change it)
+            raise WorkerFailed(f"the model worker wrote {raw.size} logits, expected {want}")
         import torch
-        return torch.from_numpy(arr).view(B, T, V)
+        logits = torch.from_numpy(raw).view(B, T, V)
+        if line[2] == "bfloat16":   # bf16 logits (autocast) travel as they are: half the bytes, nothing lost
+            logits = logits.view(torch.bfloat16)
+        return logits.to(DEVICE).float()
 
     def close(self):
         try:
@@ -100,7 +104,9 @@ class WorkerFailed(Exception):
 
 
 def score(prepare, model_path, split="val"):
+    global DEVICE
     import torch
+    DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     profile = prepare.get_profile()
     if not os.path.exists(model_path):
         print(f"score: no saved model at {model_path}", file=sys.stderr)
@@ -108,7 +114,7 @@ def score(prepare, model_path, split="val"):
     digest = prepare.verify_files(split)          # raises PrepareError when a file changed since prepare
     tokenizer = prepare.Tokenizer.load()
     vocab = tokenizer.get_vocab_size()
-    token_bytes = prepare.get_token_bytes("cpu").double()
+    token_bytes = prepare.get_token_bytes(DEVICE).double()
     B, T = profile.eval_batch_size, profile.max_seq_len
     loader = prepare.make_dataloader(tokenizer, B, T, split, "cpu")
     steps = max(1, profile.eval_tokens // (B * T))
@@ -138,7 +144,8 @@ def score(prepare, model_path, split="val"):
         seen = {}
         for k, (x, y) in enumerate(batches):
             logits = main.logits(x, vocab)
-            logp = torch.log_softmax(logits.double() if logits.dtype != torch.float32 else logits, dim=-1)
+            y = y.to(DEVICE)
+            logp = torch.log_softmax(logits, dim=-1)
             nll = -torch.gather(logp, -1, y.unsqueeze(-1)).squeeze(-1).double()
             nbytes = token_bytes[y]
             mask = nbytes > 0
@@ -149,7 +156,7 @@ def score(prepare, model_path, split="val"):
                 seen[k] = _fingerprint(logits, y, columns)
             del logits, logp
         for k, (spliced, cut) in probes.items():
-            other = _fingerprint(probe.logits(spliced, vocab), batches[k][1], columns)
+            other = _fingerprint(probe.logits(spliced, vocab), batches[k][1].to(DEVICE), columns)
             mine = seen[k]
             for r in range(B):
                 a, b = mine[r, :cut[r] + 1], other[r, :cut[r] + 1]
@@ -184,7 +191,7 @@ def _fingerprint(logits, y, columns):
     import torch
     lse = torch.logsumexp(logits.double(), dim=-1, keepdim=True)
     tgt = torch.gather(logits, -1, y.unsqueeze(-1)).double()
-    return torch.cat([lse, tgt, logits[..., columns].double()], dim=-1)
+    return torch.cat([lse, tgt, logits[..., columns.to(logits.device)].double()], dim=-1).cpu()
 
 
 # ---------------------------------------------------------------------------
@@ -231,13 +238,15 @@ def worker(model_path, buffer, profile_name):
         x = torch.from_numpy(np.frombuffer(stdin.read(B * T * 8), dtype=np.int64).reshape(B, T).copy())
         with torch.no_grad(), prepare.autocast_context(device):
             logits = model(x.to(device))
-        logits = logits.float()
+        if logits.dtype != torch.bfloat16:
+            logits = logits.float()
         if logits.dim() != 3 or tuple(logits.shape[:2]) != (B, T):
             channel.write(f"error model returned logits of shape {tuple(logits.shape)}, expected ({B}, {T}, V)\n".encode())
             return 1
+        host = logits.contiguous().cpu()
         with open(buffer, "wb") as f:
-            f.write(logits.cpu().contiguous().numpy().tobytes())
-        channel.write(f"ok {logits.shape[2]}\n".encode())
+            f.write((host.view(torch.int16) if host.dtype == torch.bfloat16 else host).numpy().tobytes())
+        channel.write(f"ok {logits.shape[2]} {str(host.dtype).split('.')[-1]}\n".encode())
 
 
 def main(argv=None):
