@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("run", help="run the study: baseline, then propose / run / judge / keep, until a limit")
     ws(sp)
-    sp.add_argument("--agent", help="builtin (default) | claude | codex | openai | anthropic | command | a plug-in")
+    sp.add_argument("--agent", help="builtin (default) | claude | codex | openai | anthropic | command | a plug-in; "
+                                    "builtin+claude (any LLM agent after the +): the optimiser with the LLM taking "
+                                    "a share of the trials (-o llm_share=0.3)")
     sp.add_argument("--model", help="the agent's model")
     sp.add_argument("--base-url", help="the agent's API endpoint (openai, anthropic)")
     sp.add_argument("-o", "--agent-option", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-trials", type=int, help="stop after N trials in this run (baseline not counted)")
     sp.add_argument("--hours", type=float, help="stop after H hours")
     sp.add_argument("--max-cost", type=float, help="stop when the agent has cost this many US dollars in total")
+    sp.add_argument("--stall", type=int, help="stop after N trials in a row without a keep")
     sp.add_argument("--baseline-runs", type=int, help="baseline repeats to measure noise (default 3)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--workers", type=int, help="trials in flight at once (default 1)")
@@ -105,7 +108,8 @@ def _cmd_run(args) -> int:
     harness = Harness.load(ws.root)
     config = Config.load(harness.section("study"), agent=args.agent, max_trials=args.max_trials, hours=args.hours,
                          max_cost=args.max_cost, baseline_runs=args.baseline_runs, seed=args.seed,
-                         workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+                         workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                         stall=args.stall)
     options = _options(args.agent_option)
     if args.model:
         options["model"] = args.model

@@ -34,6 +34,10 @@ class Config:
     ray_address: str = ""             # join this Ray cluster; "" = start a local one
     rescore: bool = True              # re-score with the harness' protected evaluator when it has one
     sandbox: str = "auto"             # auto (bubblewrap where it works) | bwrap (required) | none
+    disturbed_below: float = 0.8      # a run with a CPU share below this x the baseline's is disturbed; 0 = off
+    disturbed_reruns: int = 2         # ... and measured again at most this many times, then judged with a note
+    stall: int | None = None          # stop after this many trials in a row without a keep
+    stall_hint: int = 5               # after this many trials without a keep, the agent is told to change direction
 
     @classmethod
     def load(cls, table: dict | None = None, environ: dict | None = None, **flags) -> "Config":
@@ -64,6 +68,10 @@ class Config:
             raise ConfigError(f"unknown executor {self.executor!r}; known: local, ray")
         if self.sandbox not in ("auto", "bwrap", "none"):
             raise ConfigError(f"sandbox = {self.sandbox!r}: use auto, bwrap or none")
+        if self.disturbed_below < 0 or self.disturbed_reruns < 0:
+            raise ConfigError("disturbed_below and disturbed_reruns must not be negative")
+        if self.stall is not None and self.stall < 1:
+            raise ConfigError("stall must be at least 1 (trials without a keep); leave it out for no limit")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
 

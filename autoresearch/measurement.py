@@ -31,6 +31,12 @@ class Measurement:
     reason: str = ""
     holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
     pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
+    disturbed: str = ""          # judged although other load took its CPU (autoresearch/disturbance.py)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds the run's process tree got (user + system), from the runner."""
+        return self.result.cpu_seconds
 
 
 def checksums(root: Path, names) -> dict[str, str]:
@@ -43,7 +49,7 @@ def checksums(root: Path, names) -> dict[str, str]:
 
 def harness_env(harness, extra: dict | None = None) -> dict:
     """The harness' own variables (profile, data source, cache), on top of a scrubbed environment."""
-    env = {}
+    env = runner.thread_env()      # torch's threads: the cores this process may use
     if harness.profile:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:

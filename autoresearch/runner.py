@@ -101,6 +101,12 @@ class RunResult:
     peak_rss_mb: float = 0.0
     killed: str = ""                # "timeout", "memory", "writes", "signal" or ""
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
+    cpu_seconds: float = 0.0        # user + system CPU seconds of the run's whole process tree
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds per wall second (0 where nothing was measured); see autoresearch/disturbance.py."""
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -190,6 +196,65 @@ def _group_rss_mb(pid: int) -> float:
         return 0.0
 
 
+def thread_env(environ: dict | None = None) -> dict:
+    """OMP/MKL thread counts for a run: the cores this process may use (os.sched_getaffinity), so torch
+    does not start a thread per core of the machine when the tool is pinned to fewer. A value the user
+    set wins."""
+    environ = os.environ if environ is None else environ
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return {k: environ.get(k) or str(max(1, n)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+class _CpuMeter:
+    """CPU seconds of a process tree: each process's own user + system time at its last sample (a process
+    that ends between samples loses at most one interval), and at the end the leader's rusage from wait4,
+    which holds the leader and every descendant it (or they) waited for: the larger of the two counts."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.seen: dict[tuple[int, float], float] = {}    # (pid, create_time) -> cpu seconds
+        self.reaped = 0.0
+        self.offset = 0.0           # what a spare interpreter (warm.py) spent importing before this run
+        self.sample()
+        self.offset = sum(self.seen.values())
+
+    def sample(self) -> None:
+        try:
+            import psutil
+            leader = psutil.Process(self.pid)
+            procs = [leader, *leader.children(recursive=True)]
+        except Exception:
+            return
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                self.seen[(p.pid, p.create_time())] = t.user + t.system
+            except Exception:
+                pass
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, max(sum(self.seen.values()), self.reaped) - self.offset)
+
+
+def _reap(proc, meter: _CpuMeter):
+    """proc.poll(), but through wait4 where we can, for the leader's rusage (CPU of the whole waited tree)."""
+    if proc.returncode is not None or not hasattr(os, "wait4"):
+        return proc.poll()
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return proc.poll()
+    if pid == 0:
+        return None
+    meter.reaped = usage.ru_utime + usage.ru_stime
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode
+
+
 def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = None) -> None:
     """SIGTERM the process group, then SIGKILL what is left after grace seconds. Pass the leader's
     Popen when it is ours: an unreaped (zombie) leader would keep the group alive to killpg(0)."""
@@ -247,10 +312,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             on_start(proc.pid)          # the process group id too: the study records it for resume
         drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
         drain.start()
-        killed, peak, last_mem, last_du = "", 0.0, 0.0, 0.0
+        killed, peak, last_mem, last_du, last_cpu = "", 0.0, 0.0, 0.0, 0.0
+        meter = _CpuMeter(proc.pid)
         try:
-            while proc.poll() is None:
+            while _reap(proc, meter) is None:
                 now = time.monotonic()
+                if now - last_cpu >= 0.2:
+                    last_cpu = now
+                    meter.sample()
                 if now - start > timeout:
                     killed = "timeout"
                     break
@@ -295,4 +364,4 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         killed = "signal"       # e.g. the kernel's OOM killer
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
-                     log_bytes=drain.total)
+                     log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3))

@@ -22,6 +22,7 @@ import time
 from autoresearch import agents as agents_mod
 from autoresearch import knobs, runner, sandbox
 from autoresearch.config import Config
+from autoresearch.disturbance import LoadCheck
 from autoresearch.display import Quiet
 from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError, WorkspaceError
 from autoresearch.harness import Harness
@@ -84,6 +85,7 @@ class Study:
         self.stop_reason = ""
         self._readonly_sums: dict[str, str] = {}
         self._failures = 0
+        self.load = LoadCheck(self.config.disturbed_below, self.config.disturbed_reruns)  # h13: disturbed runs
 
     # ------------------------------------------------------------------ resume
     def reconcile(self) -> None:
@@ -128,6 +130,7 @@ class Study:
                     grown = trials[i].values + tuple(values)
                     trials[i] = trials[i].replace(values=grown, value=statistics.fmean(grown))
         self.trials = trials
+        self.load.restore(trials)      # h13: the baseline's CPU shares, the quiet reference
         self._fit_noise()
         kept = [t for t in trials if t.state == TrialState.KEEP]
         self.best = kept[-1] if kept else None
@@ -202,6 +205,9 @@ class Study:
                     break
                 self.step()
                 done += 1
+                if cfg.stall and _since_keep(self.trials) >= cfg.stall:      # h13: --stall N
+                    self.stop_reason = f"{cfg.stall} trials in a row without a keep (--stall)"
+                    break
                 if self._failures >= cfg.max_agent_failures:
                     self.stop_reason = (f"the agent failed {self._failures} times in a row; last: "
                                         f"{self.trials[-1].reason}")
@@ -241,6 +247,7 @@ class Study:
         values, seconds, training, last, started = [], 0.0, 0.0, None, time.time()
         for i in range(self.config.baseline_runs):
             m = self._measure(number, i, commit)
+            self.load.learn(m)         # h13: the baseline's runs are the quiet reference
             seconds += m.result.seconds
             training += float(m.result.metric("training_seconds") or 0.0)
             last = m
@@ -261,7 +268,7 @@ class Study:
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
                             reason=self.judge.describe(len(values), values),
-                            extra=self._holdout(number, len(values), every=True))
+                            extra={**self._holdout(number, len(values), every=True), **self.load.record()})  # h13
         self._drop_models(number)
         ws.pin(number, commit)
         self._record(trial)
@@ -308,7 +315,7 @@ class Study:
                                   best=hide.get(self.best.number) if self.best else None,
                                   last_failure=last_failure, metric=h.metric, direction=h.direction,
                                   noise_sd=self.judge.sd, trial_number=number, seed=self.config.seed,
-                                  search=dict(h.search))
+                                  search=dict(h.search), stall_hint=self.config.stall_hint)  # h13
 
     def step(self) -> Trial:
         """One trial: propose, check, commit, measure (and confirm), judge, record, keep or reset."""
@@ -371,7 +378,8 @@ class Study:
         values, seconds, training, m = [], 0.0, 0.0, None
         decision, best_new = None, []
         while True:
-            m = self._measure(number, len(values), commit)
+            # h13: a run disturbed by other load is measured again, not judged (autoresearch/disturbance.py)
+            m = self.load.measure(lambda: self._measure(number, len(values), commit), self.display.message)
             seconds += m.result.seconds
             training += float(m.result.metric("training_seconds") or 0.0)
             if m.value is None:
@@ -391,6 +399,7 @@ class Study:
                     best_new.append(b.value)
                     self._grow_best(best_new[-1:])
         extra = {"best_reruns": {str(self.best.number): best_new}} if best_new else {}
+        extra.update(self.load.take_note())      # h13: how many runs were disturbed and re-run
         if len(values) >= 2 or best_new:
             self._fit_noise_with(values)
         if m.value is None:
@@ -598,6 +607,16 @@ def _alive(pid) -> bool:
         return False
     except PermissionError:
         return True
+
+
+def _since_keep(trials) -> int:
+    """h13: trials since the last keep (the baseline counts as one), for --stall."""
+    n = 0
+    for t in reversed(trials):
+        if t.state == TrialState.KEEP:
+            break
+        n += 1
+    return n
 
 
 def _jsonable(v) -> bool:

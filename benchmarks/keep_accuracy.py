@@ -3,6 +3,7 @@ often it keeps a real gain (true keeps), beside upstream's greedy rule on the sa
 
     python benchmarks/keep_accuracy.py                          # synthetic: noise sd 0.006, gains of 2 sd
     python benchmarks/keep_accuracy.py --real --budget 20 --runs 6   # real cpu-profile runs, then resampled
+    python benchmarks/keep_accuracy.py --real --hog --budget 10 --runs 4  # every other run beside a CPU hog
 
 Synthetic mode draws metrics from a normal distribution with the noise measured on the cpu
 profile (sd 0.006 val_bpb). Real mode first measures pools of real runs of the default harness:
@@ -11,6 +12,15 @@ or --change NAME=VALUE); then many simulated studies draw each measurement from 
 handful of real runs gives rates over thousands of decisions. In every simulated study the judge
 starts from a k=3 baseline and learns the noise from repeats as the real study does.
 Goal: false keeps <= 5% with true 2-sigma gains kept >= 80%.
+
+--hog: real mode measures 3 quiet baseline runs first (the disturbance check's reference, as a
+study's baseline), then runs every other A and B run beside a CPU hog (one busy process per core
+the tool may use). It prints how many hogged runs the check (autoresearch/disturbance.py, the
+study's defaults) marked disturbed, how many quiet ones it marked by mistake, and false/true keeps
+when the disturbed runs are judged (no check) and when they are re-run (the check: a flagged run
+is replaced by another draw). Those simulations draw from the real values themselves, each with a
+small jitter (a smoothed bootstrap: a hogged run's slower value must stay in the pool as it is).
+Goal: disturbed runs detected >= 90%, false keeps <= 5%.
 """
 
 from __future__ import annotations
@@ -82,6 +92,101 @@ def print_table(r, label):
     print("goal: false keeps <= 5%, true 2-sigma gains kept >= 80%")
 
 
+class Hog:
+    """One busy process per core this process may use, until stopped."""
+
+    def __init__(self):
+        import os
+        import subprocess
+        n = len(os.sched_getaffinity(0))
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def hog_pools(budget, runs, change):
+    """3 quiet baseline runs (the reference), then A and B runs, every other pair beside a hog. Returns
+    rows (label, hogged, value, flagged) and the change's text."""
+    from autoresearch import knobs
+    from autoresearch.config import Config
+    from autoresearch.disturbance import LoadCheck
+    from benchmarks.common import workspace
+    from autoresearch.measurement import checksums, measure
+    from autoresearch.harness import Harness
+
+    ws = workspace("cpu", budget)
+    h = Harness.load(ws.root)
+    sums = checksums(ws.root, h.readonly)
+    train = ws.root / "train.py"
+    original = train.read_text()
+    name, value = change.split("=")
+    current = knobs.find(original)
+    value = type(current[name].value)(value)
+    cfg = Config()
+    check = LoadCheck(cfg.disturbed_below, cfg.disturbed_reruns)
+
+    def one(tag, edits):
+        train.write_text(knobs.rewrite(original, edits))
+        return measure(ws.root, h, sums, ws.root / f".autoresearch/logs/hog-{tag}.log",
+                       ws.root / f".autoresearch/models/hog-{tag}.pt", rescore=False)
+
+    for i in range(3):
+        m = one(f"base{i}", {"SEED": 900 + i})
+        check.learn(m)
+        print(f"  baseline run {i}: {m.state.value} {m.value} cpu {m.cpu_seconds:.1f} s in {m.result.seconds:.1f} s",
+              flush=True)
+    print(f"  reference CPU share: {check.reference()}", flush=True)
+    rows = []
+    for i in range(runs):
+        hogged = i % 2 == 1
+        for label, edits in (("A", {"SEED": 1000 + i}), ("B", {"SEED": 1000 + i, name: value})):
+            hog = Hog() if hogged else None
+            try:
+                m = one(f"{label}{i}", edits)
+            finally:
+                if hog:
+                    hog.stop()
+            why = check.disturbed(m)
+            print(f"  {label} run {i}{' (hog)' if hogged else ''}: {m.state.value} {m.value} cpu {m.cpu_seconds:.1f} s "
+                  f"in {m.result.seconds:.1f} s{' DISTURBED' if why else ''}", flush=True)
+            if m.value is not None:
+                rows.append((label, hogged, m.value, bool(why)))
+    train.write_text(original)
+    return rows, f"{name} {current[name].value} -> {value}"
+
+
+def hog_report(rows, what, args, rng):
+    hogged = [r for r in rows if r[1]]
+    quiet = [r for r in rows if not r[1]]
+    print(f"
+with a CPU hog beside every other run (cpu profile, {args.budget:g} s budget, change {what}):")
+    print(f"  disturbed runs detected: {sum(r[3] for r in hogged)}/{len(hogged)} = "
+          f"{sum(r[3] for r in hogged) / max(1, len(hogged)):.0%} (goal >= 90%)")
+    print(f"  quiet runs marked disturbed by mistake: {sum(r[3] for r in quiet)}/{len(quiet)}")
+    for label in "AB":
+        for hog in (False, True):
+            v = [r[2] for r in rows if r[0] == label and r[1] == hog]
+            if v:
+                print(f"  {label} {'hogged' if hog else 'quiet '}: mean {statistics.fmean(v):.4f} (n={len(v)})")
+    quiet_a = [r[2] for r in quiet if r[0] == "A"]
+    jitter = (statistics.stdev(quiet_a) if len(quiet_a) >= 2 else 0.005) / 2
+
+    def draw_from(pool):
+        return lambda: rng.choice(pool) + rng.gauss(0, jitter)
+    for label, keep in (("disturbed runs judged (no check)", lambda r: True),
+                        ("disturbed runs re-run (the check)", lambda r: not r[3])):
+        a = [r[2] for r in rows if r[0] == "A" and keep(r)]
+        b = [r[2] for r in rows if r[0] == "B" and keep(r)]
+        if len(a) < 2 or len(b) < 2:
+            print(f"  {label}: too few runs left to simulate")
+            continue
+        print_table(rates(simulate(draw_from(a), draw_from(b), rng, studies=args.studies)),
+                    f"{label}: smoothed bootstrap over the real values (jitter sd {jitter:.4f})")
+
+
 def real_pools(budget, runs, change):
     from autoresearch import knobs
     from benchmarks.common import workspace
@@ -115,6 +220,8 @@ def main():
     ap.add_argument("--budget", type=float, default=20.0, help="real mode: seconds per run")
     ap.add_argument("--runs", type=int, default=6, help="real mode: runs of each of A and B")
     ap.add_argument("--change", default="MATRIX_LR=0.08", help="real mode: the real change B")
+    ap.add_argument("--hog", action="store_true", help="real mode: every other run beside a CPU hog; "
+                                                       "prints the disturbed-detection rate and false keeps")
     ap.add_argument("--sd", type=float, default=0.006, help="synthetic mode: noise sd")
     ap.add_argument("--studies", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -125,7 +232,10 @@ def main():
     r = rates(simulate(lambda: rng.gauss(1.0, sd), lambda: rng.gauss(1.0 - 2 * sd, sd), rng, studies=args.studies))
     print_table(r, f"synthetic: noise sd {sd}, real gains of exactly 2 sd, {args.studies} studies x 20 trials, "
                    f"half of them real gains")
-    if args.real:
+    if args.real and args.hog:
+        rows, what = hog_pools(args.budget, args.runs, args.change)
+        hog_report(rows, what, args, rng)
+    elif args.real:
         pools, what = real_pools(args.budget, args.runs, args.change)
         a, b = pools["A"], pools["B"]
         sd_a = statistics.stdev(a)

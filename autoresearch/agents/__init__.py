@@ -45,6 +45,8 @@ class Context:
     trial_number: int = 0
     seed: int = 0
     search: dict = field(default_factory=dict)   # [search] ranges (builtin agent)
+    stall_hint: int = 0                 # after this many trials without a keep, the prompt says to change direction
+    notes: tuple = ()                   # more lines for the prompt (e.g. the hybrid agent's optimiser state)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ def _load(name: str):
 
 def get_agent(name: str, **options) -> Agent:
     """Build the agent called name with options (from autoresearch.toml [agents.NAME] and flags)."""
+    if "+" in name:      # a hybrid: `builtin+claude` (optimiser+LLM), see agents/hybrid.py
+        from autoresearch.agents.hybrid import HybridAgent
+        optimiser, _, llm = name.partition("+")
+        _load(optimiser), _load(llm)          # an unknown name: the usual one-line error
+        return HybridAgent(optimiser, llm, **options)
     cls = _load(name)
     try:
         agent = cls(**options)

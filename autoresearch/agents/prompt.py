@@ -33,7 +33,25 @@ def _state(trial) -> str:
 
 
 def _row(trial) -> str:
-    return f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(trial.description)}"
+    """One trial: its outcome, its one-line hypothesis (the description, and the agent's reason where it
+    gave one), and for a failure why it failed: the study's memory, shown to every LLM agent."""
+    text = f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(trial.description)}"
+    why = ((getattr(trial, "extra", None) or {}).get("agent") or {}).get("why")
+    if why:
+        text += f" (why: {_one_line(str(why), 160)})"
+    if _state(trial) in ("crash", "timeout", "invalid") and trial.reason:
+        text += f" -> {_one_line(trial.reason.splitlines()[0], 120)}"
+    return text
+
+
+def since_keep(history) -> int:
+    """Trials since the last keep (the baseline is a keep)."""
+    n = 0
+    for t in reversed(history):
+        if _state(t) == "keep":
+            break
+        n += 1
+    return n
 
 
 def _near_misses(context, n: int) -> list:
@@ -62,11 +80,11 @@ def _rules(context, answer: str) -> str:
         lines.append(f"Read-only (never edit): {', '.join(context.readonly)}.")
     if answer == "tools":
         lines.append("Edit the files in place with your file tools. When done, end your reply with "
-                     "one line: `DESCRIPTION: <one line saying what you tried>`.")
+                     "one line: `DESCRIPTION: <one line saying what you tried and why you expect it to help>`.")
     else:
         lines.append(
             "Answer with ONE JSON object and nothing else:\n"
-            '{"description": "<one line: what you tried>", "edits": [{"file": "<editable file>", '
+            '{"description": "<one line: what you tried and why you expect it to help>", "edits": [{"file": "<editable file>", '
             '"search": "<exact text copied from the file, a few whole lines>", "replace": "<new text>"}]}\n'
             "Each search text must appear exactly once in the file; keep it short.")
     return "\n".join(lines)
@@ -88,6 +106,15 @@ def _history(context, rows: int, near: int) -> str:
     misses = _near_misses(context, near)
     if misses:
         out += ["", "## Near misses (discarded, closest to the best)"] + [_row(t) for t in misses]
+    stalled = since_keep(hist)
+    hint = getattr(context, "stall_hint", 0)
+    if hint and stalled >= hint:
+        out += ["", f"## Change direction: the last {stalled} trials kept nothing",
+                "Small variations of what is above are not paying. Try a different kind of change (another "
+                "part of the model, the optimizer, the schedule, the data pipeline), not another tweak of the same."]
+    notes = [str(n) for n in getattr(context, "notes", ()) or ()]
+    if notes:
+        out += [""] + notes
     if context.noise_sd:
         out += ["", f"Measured noise of {context.metric}: sd {context.noise_sd:.3g} "
                     f"(a change must beat the best by more than this to be kept)."]

@@ -1,0 +1,93 @@
+"""Disturbed runs: the runner's CPU seconds, the rule in autoresearch/disturbance.py, and a real study in
+which a run that sleeps instead of computing (as a run starved by other load would) is re-run, not judged.
+Every assertion is on states and CPU seconds the run itself spends or does not spend, never on durations."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from autoresearch import runner
+from autoresearch.config import Config
+from autoresearch.disturbance import LoadCheck
+from autoresearch.measurement import Measurement, harness_env
+from autoresearch.study import Study
+from autoresearch.trial import TrialState
+from tests.fakes import ScriptedAgent, edit, make_fake_workspace
+
+BUSY = "import time\nwhile time.process_time() < 1.2: pass\n"        # 1.2 CPU s, however long that takes
+SLEEPY = "import time\ntime.sleep(1.5)\n"                             # ~0 CPU s
+
+
+def test_runner_counts_the_cpu_of_the_whole_tree(tmp_path):
+    # the CPU is spent by a grandchild: only a tree-wide count sees it
+    inner = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY!r}])"
+    busy = runner.run([sys.executable, "-c", inner], tmp_path, 60, tmp_path / "busy.log")
+    idle = runner.run([sys.executable, "-c", SLEEPY], tmp_path, 60, tmp_path / "idle.log")
+    assert busy.ok and idle.ok
+    assert busy.cpu_seconds >= 1.0
+    assert idle.cpu_seconds < 0.5
+    assert busy.cpu_share > 0
+
+
+def test_runs_get_thread_counts_of_the_cores_they_may_use(tmp_path):
+    from autoresearch.harness import Harness
+    ws = make_fake_workspace(tmp_path / "ws")
+    env = harness_env(Harness.load(ws))
+    cores = str(len(os.sched_getaffinity(0)))
+    if "OMP_NUM_THREADS" not in os.environ:
+        assert env["OMP_NUM_THREADS"] == cores and env["MKL_NUM_THREADS"] == cores
+    assert runner.thread_env({"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"   # the user's value wins
+
+
+def _m(cpu, seconds, value=1.0):
+    r = runner.RunResult(0, False, seconds, "", cpu_seconds=cpu)
+    return Measurement(TrialState.KEEP if value is not None else TrialState.CRASH, value, r)
+
+
+def test_rule_reference_and_reruns():
+    check = LoadCheck(below=0.8, reruns=2)
+    assert check.disturbed(_m(0.1, 10)) == ""              # no reference yet: never disturbed
+    for cpu in (18.0, 19.0, 0.2):                          # the 0.2 s run is too short to count
+        check.learn(_m(cpu, 10))
+    assert check.reference() == pytest.approx(1.85)
+    assert check.disturbed(_m(15.0, 10)) == ""             # 1.5 >= 0.8 x 1.85
+    assert "below 0.8" in check.disturbed(_m(10.0, 10))
+    assert check.disturbed(_m(1.0, 10, value=None)) == ""  # a crash is judged as a crash
+    runs = iter([_m(5.0, 10), _m(6.0, 10), _m(17.0, 10)])
+    m = check.measure(lambda: next(runs))
+    assert m.cpu_seconds == 17.0 and m.disturbed == ""
+    assert check.take_note()["disturbed_runs"] == 2 and check.take_note() == {}
+    m = check.measure(lambda: _m(5.0, 10))                 # disturbed every time: judged, with a note
+    assert "judged anyway" in m.disturbed and check.take_note()["disturbed_runs"] == 3
+    assert LoadCheck(below=0).disturbed(_m(0.1, 10)) == ""  # off
+    odd = LoadCheck(0.8)
+    for cpu in (18.0, 5.0):                                # a disturbed baseline: no reference from 1 run
+        odd.learn(_m(cpu, 10))
+    assert odd.reference() is None
+
+
+def test_a_starved_run_is_re_run_not_judged(tmp_path):
+    ws = make_fake_workspace(tmp_path / "ws")
+    train = ws / "train.py"
+    text = train.read_text().replace('print("step', 'if MODE == "sleep":\n' + "".join(
+        "    " + line + "\n" for line in SLEEPY.splitlines()) + "else:\n" + "".join(
+        "    " + line + "\n" for line in BUSY.splitlines()) + 'print("step', 1)
+    train.write_text(text)
+    from tests.fakes import git
+    git(ws, "commit", "-qam", "a harness that computes")
+    starved = edit(lambda s: s.replace('MODE = "ok"', 'MODE = "sleep"').replace("X = 1.0", "X = 3.0"),
+                   "X -> 3 (its run starved of CPU)")
+    agent = ScriptedAgent([starved])
+    cfg = Config.load({"baseline_runs": 2, "disturbed_below": 0.3, "disturbed_reruns": 1})
+    study = Study(ws, agent=agent, config=cfg)
+    study.optimize(max_trials=1)
+    base, trial = study.trials
+    assert len(base.extra["cpu_shares"]) == 2               # the quiet reference, kept for a resume
+    assert trial.extra["disturbed_runs"] == 2               # measured, then once again, both starved
+    assert "below 0.3" in trial.extra["disturbed"]
+    again = Study(ws, agent=ScriptedAgent([]), config=cfg)
+    again.reconcile()
+    assert again.load.reference() == pytest.approx(study.load.reference(), rel=1e-3)
