@@ -161,8 +161,7 @@ def hog_pools(budget, runs, change):
 def hog_report(rows, what, args, rng):
     hogged = [r for r in rows if r[1]]
     quiet = [r for r in rows if not r[1]]
-    print(f"
-with a CPU hog beside every other run (cpu profile, {args.budget:g} s budget, change {what}):")
+    print(f"\nwith a CPU hog beside every other run (cpu profile, {args.budget:g} s budget, change {what}):")
     print(f"  disturbed runs detected: {sum(r[3] for r in hogged)}/{len(hogged)} = "
           f"{sum(r[3] for r in hogged) / max(1, len(hogged)):.0%} (goal >= 90%)")
     print(f"  quiet runs marked disturbed by mistake: {sum(r[3] for r in quiet)}/{len(quiet)}")
