@@ -54,8 +54,10 @@ def harness_env(harness, extra: dict | None = None) -> dict:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:
         env["AUTORESEARCH_DATA"] = harness.data
-    if "AUTORESEARCH_CACHE" in os.environ:
-        env["AUTORESEARCH_CACHE"] = os.environ["AUTORESEARCH_CACHE"]
+    # the data cache as the host resolves it: inside the sandbox HOME is the run's empty scratch home,
+    # where the default ~/.cache/autoresearch would hold no data (h13: found by keep_accuracy --real)
+    env["AUTORESEARCH_CACHE"] = (os.environ.get("AUTORESEARCH_CACHE")
+                                 or os.path.join(os.path.expanduser("~"), ".cache", "autoresearch"))
     env.update(extra or {})
     return runner.scrub_env(extra=env)
 
