@@ -41,7 +41,8 @@ def _row(trial) -> str:
         text += f" (why: {_one_line(str(why), 160)})"
     if _state(trial) in ("crash", "timeout", "invalid") and trial.reason:
         text += f" -> {_one_line(trial.reason.splitlines()[0], 120)}"
-    return text
+    # a reason may quote a file name that is not UTF-8 (a lone surrogate): the prompt is written as UTF-8
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def since_keep(history) -> int:
