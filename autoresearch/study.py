@@ -466,13 +466,8 @@ class Study:
 
     # ------------------------------------------------------------------ recording
     def _cost(self, proposal) -> float:
-        if proposal.cost_usd:
-            return float(proposal.cost_usd)
-        model = (proposal.extra or {}).get("model")
-        price = self.harness.section("prices").get(model) if model else None
-        if isinstance(price, (list, tuple)) and len(price) == 2:
-            return (proposal.tokens_in * price[0] + proposal.tokens_out * price[1]) / 1e6
-        return 0.0
+        from autoresearch.agents import pricing
+        return pricing.cost(proposal, self.harness.section("prices"))
 
     def _trial(self, number, state, description, commit, parent, values, m, started, reason="", seconds=0.0,
                training=0.0, kind="trial", margin=None, code_hash="", agent_seconds=0.0, cost=0.0,
