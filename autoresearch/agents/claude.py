@@ -137,7 +137,9 @@ class ClaudeAgent(Agent):
                                 invalid=f"claude stopped at --max-turns {self.max_turns} before finishing",
                                 extra=extra)
             if out.get("is_error") or subtype.startswith("error") or done.returncode != 0:
-                error = f"claude failed ({subtype or 'error'}, exit {done.returncode}): {tail(str(out.get('result') or done.stderr))}"
+                status = f"API {out['api_error_status']}, " if out.get("api_error_status") else ""
+                error = (f"claude failed ({status}{subtype or 'error'}, exit {done.returncode}): "
+                         f"{tail(str(out.get('result') or done.stderr))}")
                 continue
             description = prompt_mod.description_from_text(str(out.get("result") or ""))
             return Proposal(description=description or "claude (no description)", tokens_in=tokens_in,
