@@ -342,7 +342,7 @@ def test_openai_falls_back_to_json_object_and_remembers(repo, server):
 
 def test_openai_corrective_retry_then_valid(repo, server):
     s = server([chat("I think we should raise LR."), chat(json.dumps(GOOD))])
-    p = get_agent("openai", base_url=s.url + "/v1", response_format="text").propose(make_context(repo))
+    p = get_agent("openai", base_url=s.url + "/v1", response_format="text", mode="edits").propose(make_context(repo))
     assert not p.invalid and (p.tokens_in, p.tokens_out) == (200, 40)
     second = s.requests[1]["body"]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"] and "not valid JSON" in second[2]["content"]
@@ -350,7 +350,8 @@ def test_openai_corrective_retry_then_valid(repo, server):
 
 def test_openai_malformed_twice_is_invalid(repo, server):
     s = server([chat(json.dumps(BAD)), chat(json.dumps(BAD))])
-    p = get_agent("openai", base_url=s.url + "/v1", response_format="json_object").propose(make_context(repo))
+    p = get_agent("openai", base_url=s.url + "/v1", response_format="json_object", mode="edits").propose(
+        make_context(repo))
     assert p.invalid.startswith("malformed answer") and "not found" in p.invalid and len(s.requests) == 2
     assert (repo / "train.py").read_text() == TRAIN and p.tokens_in == 200
 
@@ -393,7 +394,7 @@ def test_anthropic_tool_answer_with_correction_and_retry(repo, server, monkeypat
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     s = server([(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
                 message(BAD), message(GOOD)])
-    agent = get_agent("anthropic", base_url=s.url, model="claude-test", retries=2)
+    agent = get_agent("anthropic", base_url=s.url, model="claude-test", retries=2, mode="edits")
     agent.check()
     p = agent.propose(make_context(repo))
     assert p.description == "raise the learning rate" and not p.invalid
