@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.agents import Context, get_agent
-from autoresearch.errors import AgentError
+from autoresearch.errors import AgentError, AgentUnavailable
 from tests.model_server import (DROP, HTTPError, ModelServer, Reply, patch, system_text, text, tool, tool_names,
                                 tool_results, usage, working_dir)
 
@@ -148,6 +148,9 @@ def test_real_claude_reads_and_edits(repo, home):
     assert all(sorted(tool_names(r["body"])) == ["Edit", "Glob", "Grep", "Read", "Write"] for r in posts)
     assert str(repo.resolve()) in system_text(posts[0]["body"])
     assert not list(home.rglob("*.jsonl"))                                      # no transcript kept
+    if os.geteuid() == 0:      # it ran as root (acceptEdits); the flag claude refuses as root is caught first
+        with pytest.raises(AgentUnavailable, match="refuses --dangerously-skip-permissions as root"):
+            get_agent("claude", binary=binary, extra_args="--dangerously-skip-permissions").check()
 
 
 def test_real_claude_api_error_and_max_turns(repo, home):

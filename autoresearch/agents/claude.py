@@ -88,6 +88,9 @@ class ClaudeAgent(Agent):
         if not shutil.which(self.binary):
             raise AgentUnavailable(f"claude: {self.binary!r} is not on PATH; install Claude Code "
                                    f"(npm install -g @anthropic-ai/claude-code) and log in")
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and "--dangerously-skip-permissions" in self.extra_args:
+            raise AgentUnavailable("claude refuses --dangerously-skip-permissions as root; drop it from extra_args "
+                                   "(the default --permission-mode acceptEdits works as root)")
         if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("CLAUDE_CODE_OAUTH_TOKEN") \
                 or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             return
