@@ -92,7 +92,7 @@ def _rules(context, answer: str, instructions: str = "") -> str:
     return "\n".join(lines)
 
 
-def _history(context, rows: int, near: int) -> str:
+def _history(context, rows: int, near: int, shown: str = "the files below") -> str:
     out = []
     hist = list(context.history)
     if hist and rows > 0:
@@ -103,7 +103,7 @@ def _history(context, rows: int, near: int) -> str:
     elif hist:
         out.append(f"## Results so far: {len(hist)} trials (table left out for space)")
     if context.best is not None:
-        out += ["", f"## Best so far (the files below): trial {context.best.number}, "
+        out += ["", f"## Best so far ({shown}): trial {context.best.number}, "
                     f"{context.metric} = {_fmt(context.best.value)}: {_one_line(context.best.description)}"]
     misses = _near_misses(context, near)
     if misses:
@@ -140,7 +140,7 @@ def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history
         parts = [rules]
         if program:
             parts.append("## program.md (the human's instructions)\n" + _truncate_middle(program, program_limit))
-        hist = _history(context, rows, near_misses)
+        hist = _history(context, rows, near_misses, "the files below" if files else "the current values below")
         if hist:
             parts.append(hist)
         if log and log_limit > 0:
