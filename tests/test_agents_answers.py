@@ -53,11 +53,13 @@ def tried(n, state, value, **knobs):
 # ---------------------------------------------------------------------------- knobs
 def test_knobs_schema_names_each_constant(repo):
     form = answers.Knobs(ctx(repo))
-    assert list(form.values) == ["LR", "DEPTH", "WARMUP"]          # numeric, no seed, no bool
+    assert sorted(form.values) == ["DEPTH", "LR", "WARMUP"]          # numeric, no seed, no bool
     items = form.schema()["properties"]["changes"]["items"]["anyOf"]
-    assert [(i["properties"]["name"]["const"], i["properties"]["value"]["type"]) for i in items] == \
-        [("LR", "number"), ("DEPTH", "integer"), ("WARMUP", "number")]
-    assert "LR = 0.01" in form.menu() and "learning rate" in form.menu()
+    assert sorted((i["properties"]["name"]["const"], i["properties"]["value"]["type"]) for i in items) == \
+        [("DEPTH", "integer"), ("LR", "number"), ("WARMUP", "number")]
+    orders = {tuple(answers.Knobs(Context(**{**ctx(repo).__dict__, "trial_number": n})).values) for n in range(8)}
+    assert len(orders) > 1                                           # the order moves from trial to trial
+    assert "LR: 0.015 or 0.00667 (now 0.01; number from 0.001 to 0.1): learning rate" in form.menu()
     only = answers.Knobs(ctx(repo, search={"DEPTH": [1, 6, "int"]}))
     assert list(only.values) == ["DEPTH"] and only.ranges["DEPTH"] == (1, 6, "int")
 
@@ -73,15 +75,20 @@ def test_knobs_apply_rounds_steps_and_describes(repo):
     # 5.0 is outside LR's range (0.001 to 0.1): one step toward it (x2), not a jump to the bound
     assert answers.Knobs(ctx(repo)).apply('{"changes": [{"name": "LR", "value": 5.0}], "reason": ""}') \
         == "LR 0.01 -> 0.02"
+    (repo / "train.py").write_text(TRAIN)
+    # a "change" to the current value next to a real one is dropped, not refused
+    assert answers.Knobs(ctx(repo)).apply({"changes": [{"name": "DEPTH", "value": 2}, {"name": "LR", "value": 0.1}],
+                                           "reason": "r"}) == "LR 0.01 -> 0.1: r"
 
 
 @pytest.mark.parametrize("answer,why", [
     ({"changes": [{"name": "SEED", "value": 1}], "reason": ""}, "not one of the constants"),
-    ({"changes": [{"name": "LR", "value": 0.01}], "reason": ""}, "already 0.01"),
+    ({"changes": [{"name": "LR", "value": 0.01}], "reason": ""}, "already 0.01; untried values of LR: 0.015 or 0.00667"),
     ({"changes": [{"name": "LR", "value": "fast"}], "reason": ""}, "must be a number"),
     ({"changes": [{"name": "LR", "value": 0.02}] * 3, "reason": ""}, "at most two"),
     ({"changes": [], "reason": ""}, "one or two"),
-    ({"changes": [{"name": "DEPTH", "value": 3}], "reason": ""}, r"repeats trial 4 \(discard, val_bpb 1.5"),
+    ({"changes": [{"name": "DEPTH", "value": 3}], "reason": ""},
+     r"repeats trial 4 \(discard, val_bpb 1.5\); untried values of DEPTH: 1;"),
 ])
 def test_knobs_refusals(repo, answer, why):
     form = answers.Knobs(ctx(repo, [tried(4, "discard", 1.5, DEPTH=3)]))
@@ -126,7 +133,7 @@ def test_prompt_budget_and_what_shrinks_first(repo):
     assert len(small) <= 6500 and "idea 39" in small and "characters left out" in small   # the table outlives program.md
     form = answers.Knobs(big)
     knobs_prompt = prompt.build(big, answer="knobs", menu=form.menu(), instructions=form.instructions(), max_chars=6000)
-    assert "import torch" not in knobs_prompt and "LR = 0.01" in knobs_prompt and '"changes"' in knobs_prompt
+    assert "import torch" not in knobs_prompt and "LR: 0.015 or 0.00667 (now 0.01" in knobs_prompt and '"changes"' in knobs_prompt
 
 
 # ---------------------------------------------------------------------------- the openai agent
@@ -175,7 +182,7 @@ def test_openai_auto_asks_for_knobs_on_the_correction(repo):
     first, second = bodies(s)
     assert first["response_format"]["schema"]["required"] == ["description", "edits"]
     assert second["response_format"]["schema"]["required"] == ["changes", "reason"]
-    assert "not found" in second["messages"][2]["content"] and "LR = 0.01" in second["messages"][2]["content"]
+    assert "not found" in second["messages"][2]["content"] and "(now 0.01" in second["messages"][2]["content"]
     assert p.description == "LR 0.01 -> 0.02: faster" and p.extra["form"] == "knobs"
 
 

@@ -125,6 +125,8 @@ class Knobs:
         numeric = {n: k for n, k in found.items() if isinstance(k.value, (int, float)) and not isinstance(k.value, bool)}
         search = dict(context.search or {})
         names = [n for n in numeric if n in search] or [n for n in numeric if "SEED" not in n]
+        # a small model picks by position: the order changes from trial to trial
+        random.Random(context.seed * 1_000_003 + context.trial_number).shuffle(names)
         self.values = {n: numeric[n].value for n in names}
         self.ranges = {n: _range(self.values[n], search.get(n)) for n in names}
         self.comments = {n: self._comment(numeric[n]) for n in names}
@@ -155,12 +157,14 @@ class Knobs:
                 "required": ["changes", "reason"], "additionalProperties": False}
 
     def menu(self) -> str:
-        rows = [f"## Constants of {self.file} you may change (name = current value, range, what it is)"]
+        rows = [f"## Constants of {self.file} you may change (name: untried values next to the current one "
+                f"(current value; range): what it is)"]
+        fmt = knobs_mod.format_value
         for n, v in self.values.items():
             lo, hi, _ = self.ranges[n]
-            kind = "integer" if isinstance(v, int) else "number"
-            rows.append(f"{n} = {knobs_mod.format_value(v)}   ({kind}, {knobs_mod.format_value(lo)} to "
-                        f"{knobs_mod.format_value(hi)})   {self.comments[n]}")
+            near = " or ".join(fmt(c) for c in self.neighbours(n)) or "none near"
+            rows.append(f"{n}: {near} (now {fmt(v)}; {'integer' if isinstance(v, int) else 'number'} from "
+                        f"{fmt(lo)} to {fmt(hi)}): {self.comments[n]}")
         return "\n".join(rows)
 
     def instructions(self) -> str:
@@ -195,13 +199,30 @@ class Knobs:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
             raise AnswerError(f"the value of {name} must be a number")
         new = self._step(name, current, raw)
-        new = int(round(new)) if isinstance(current, int) else _sig(float(new))
-        if new == current:
-            lo, hi, _ = self.ranges[name]
-            where = f" (its range is {knobs_mod.format_value(lo)} to {knobs_mod.format_value(hi)})" \
-                if not lo <= raw <= hi else ""
-            raise AnswerError(f"{name} is already {knobs_mod.format_value(current)}{where}; choose a different value")
-        return new
+        return int(round(new)) if isinstance(current, int) else _sig(float(new))
+
+    def neighbours(self, name) -> list:
+        """Untried values one step from the current value of name (a correction names them)."""
+        v = self.values[name]
+        lo, hi, scale = self.ranges[name]
+        if isinstance(v, int):
+            cands = [v - 1, v + 1] + ([v * 2, v // 2] if scale == "int_log" and v >= 4 else [])
+        elif v > 0 and scale == "log":
+            cands = [v * 1.5, v / 1.5]
+        else:
+            cands = [v + 0.2 * (hi - lo), v - 0.2 * (hi - lo)]
+        out = []
+        for c in cands:
+            c = int(round(c)) if isinstance(v, int) else _sig(float(c))
+            if c != v and lo <= c <= hi and not self._repeat({name: c}) and c not in out:
+                out.append(c)
+        return out
+
+    def _alternatives(self, name) -> str:
+        near = self.neighbours(name)
+        values = " or ".join(knobs_mod.format_value(c) for c in near)
+        return (f"untried values of {name}: {values}; or change another constant" if near
+                else f"change another constant than {name}")
 
     def _repeat(self, change: dict) -> str:
         point = dict(self.values, **change)
@@ -234,17 +255,25 @@ class Knobs:
             raise AnswerError("'changes' must list one or two {\"name\", \"value\"} objects")
         if len(changes) > 2:
             raise AnswerError("change at most two constants")
-        change = {}
+        change, same = {}, []
         for c in changes:
             name = str((c or {}).get("name", "")).strip() if isinstance(c, dict) else ""
             if name not in self.values:
                 raise AnswerError(f"{name or 'the name'} is not one of the constants: {', '.join(self.values)}")
-            if name in change:
+            if name in change or name in same:
                 raise AnswerError(f"{name} is named twice")
-            change[name] = self._value(name, c.get("value"))
+            new = self._value(name, c.get("value"))
+            if new == self.values[name]:
+                same.append(name)          # not a change; the other one may be
+            else:
+                change[name] = new
+        if not change:
+            name = same[0]
+            raise AnswerError(f"{name} is already {knobs_mod.format_value(self.values[name])}; "
+                              f"{self._alternatives(name)}")
         earlier = self._repeat(change)
         if earlier:
-            raise AnswerError(f"{self.describe(change, '')} repeats {earlier}; choose another constant or value")
+            raise AnswerError(f"{self.describe(change, '')} repeats {earlier}; {self._alternatives(next(iter(change)))}")
         self.write(change)
         return self.describe(change, str(obj.get("reason") or ""))
 
@@ -256,20 +285,7 @@ class Moves(Knobs):
 
     def __init__(self, context):
         super().__init__(context)
-        self.moves = {}
-        for n, v in self.values.items():
-            lo, hi, scale = self.ranges[n]
-            if isinstance(v, int):
-                cands = [v - 1, v + 1] + ([v * 2, v // 2] if scale == "int_log" and v >= 4 else [])
-            elif v > 0 and scale == "log":
-                cands = [v * 1.5, v / 1.5]
-            else:
-                cands = [v + 0.2 * (hi - lo), v - 0.2 * (hi - lo)]
-            for c in cands:
-                c = int(round(c)) if isinstance(v, int) else _sig(float(c))
-                if c == v or not lo <= c <= hi or self._repeat({n: c}):
-                    continue
-                self.moves.setdefault(self.describe({n: c}, ""), {n: c})
+        self.moves = {self.describe({n: c}, ""): {n: c} for n in self.values for c in self.neighbours(n)}
         keys = sorted(self.moves)
         random.Random(context.seed * 1_000_003 + context.trial_number).shuffle(keys)
         self.moves = {k: self.moves[k] for k in keys[:MAX_MOVES]}
