@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--model", default="SmolLM2-135M-Instruct")
     ap.add_argument("--n-ctx", type=int, default=8192, help="the server's context window, tokens")
     args = ap.parse_args()
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))     # so the server below is stopped
 
     from autoresearch.workspace import init
 

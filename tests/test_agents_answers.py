@@ -134,6 +134,10 @@ def test_prompt_budget_and_what_shrinks_first(repo):
     form = answers.Knobs(big)
     knobs_prompt = prompt.build(big, answer="knobs", menu=form.menu(), instructions=form.instructions(), max_chars=6000)
     assert "import torch" not in knobs_prompt and "LR: 0.015 or 0.00667 (now 0.01" in knobs_prompt and '"changes"' in knobs_prompt
+    assert "idea 39" in knobs_prompt and "idea 29" not in knobs_prompt and len(knobs_prompt) < 3000   # short for small models
+    best = Context(**{**big.__dict__, "best": history[-1]})
+    assert "## Best so far (the current values below): trial 39" in prompt.build(best, answer="knobs", menu=form.menu())
+    assert "## Best so far (the files below): trial 39" in prompt.build(best)
 
 
 # ---------------------------------------------------------------------------- the openai agent

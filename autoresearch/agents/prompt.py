@@ -6,7 +6,8 @@ instead), a compact results table (last ~30 trials), the best trial, near misses
 trials closest to the best), the measured noise and the log tail of the last crash.
 Everything is bounded: `max_chars` caps the whole text; the results table shrinks first
 (to 10 rows), then the log tail, then program.md, then the table goes, then the files, so a
-small model's context window never fills. `budget_chars(context_tokens, max_tokens)` turns a
+small model's context window never fills. The knobs and moves answers (meant for small,
+slow models) get a short table (10 rows) and program.md's head and tail (800 characters). `budget_chars(context_tokens, max_tokens)` turns a
 server's context window into that cap, leaving room for the answer and one correction.
 
 The answer forms of API agents, and how they are parsed and applied, are in answers.py and
@@ -26,6 +27,8 @@ CORRECTION_TOKENS = 400   # a correction message, with the menu of a new answer 
 HISTORY_ROWS = 30         # last N trials in the results table
 NEAR_MISSES = 3
 LOG_CHARS = 2_000         # tail of the last crash log
+SHORT_ROWS = 10           # knobs and moves answers: results table rows
+SHORT_PROGRAM = 800       # knobs and moves answers: program.md's head and tail, characters
 
 # ---------------------------------------------------------------------------- building
 def _fmt(value) -> str:
@@ -92,7 +95,7 @@ def _rules(context, answer: str, instructions: str = "") -> str:
     return "\n".join(lines)
 
 
-def _history(context, rows: int, near: int, shown: str = "the files below") -> str:
+def _history(context, rows: int, near: int, below: str = "the files below") -> str:
     out = []
     hist = list(context.history)
     if hist and rows > 0:
@@ -103,7 +106,7 @@ def _history(context, rows: int, near: int, shown: str = "the files below") -> s
     elif hist:
         out.append(f"## Results so far: {len(hist)} trials (table left out for space)")
     if context.best is not None:
-        out += ["", f"## Best so far ({shown}): trial {context.best.number}, "
+        out += ["", f"## Best so far ({below}): trial {context.best.number}, "
                     f"{context.metric} = {_fmt(context.best.value)}: {_one_line(context.best.description)}"]
     misses = _near_misses(context, near)
     if misses:
@@ -155,6 +158,8 @@ def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history
         return "\n\n".join(parts) + "\n"
 
     rows, log_limit, program_limit, file_limit = history_rows, log_chars, 20_000, max_chars
+    if answer in ("knobs", "moves"):    # for small, slow models: every token of prompt costs time
+        rows, program_limit = min(rows, SHORT_ROWS), SHORT_PROGRAM
     text = assemble(rows, log_limit, program_limit, file_limit)
     # shrink the least useful parts first until it fits; the results table outlives program.md's middle
     for step in range(16):
