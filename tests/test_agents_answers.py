@@ -79,6 +79,10 @@ def test_knobs_apply_rounds_steps_and_describes(repo):
     # a "change" to the current value next to a real one is dropped, not refused
     assert answers.Knobs(ctx(repo)).apply({"changes": [{"name": "DEPTH", "value": 2}, {"name": "LR", "value": 0.1}],
                                            "reason": "r"}) == "LR 0.01 -> 0.1: r"
+    (repo / "train.py").write_text(TRAIN)
+    # a constant named twice: the first one counts
+    assert answers.Knobs(ctx(repo)).apply({"changes": [{"name": "DEPTH", "value": 3}, {"name": "DEPTH", "value": 4}],
+                                           "reason": ""}) == "DEPTH 2 -> 3"
 
 
 @pytest.mark.parametrize("answer,why", [

@@ -261,7 +261,7 @@ class Knobs:
             if name not in self.values:
                 raise AnswerError(f"{name or 'the name'} is not one of the constants: {', '.join(self.values)}")
             if name in change or name in same:
-                raise AnswerError(f"{name} is named twice")
+                continue                   # named twice: the first one counts
             new = self._value(name, c.get("value"))
             if new == self.values[name]:
                 same.append(name)          # not a change; the other one may be
