@@ -289,6 +289,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
     if killed:
         tail += f"\n[autoresearch: {what}]"
     code = proc.returncode
+    if code is not None and os.path.basename(argv[0]) == "bwrap" and 128 < code <= 128 + 64:
+        code = 128 - code       # bubblewrap reports its command's death by signal N as 128 + N
     if not killed and code is not None and code < 0:
         killed = "signal"       # e.g. the kernel's OOM killer
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),

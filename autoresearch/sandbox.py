@@ -47,9 +47,12 @@ class Sandbox:
     def enforced(self) -> bool:
         return self.kind == "bwrap"
 
-    def wrap(self, argv: list[str], cwd: str | Path, scratch: str | Path, hidden=(), readable=()) -> list[str]:
+    def wrap(self, argv: list[str], cwd: str | Path, scratch: str | Path, hidden=(), readable=(),
+             writable=()) -> list[str]:
         """argv run inside the walls, in cwd (a workspace, or a worktree of one: the repository it
-        belongs to has its .git and .autoresearch hidden all the same); scratch must exist."""
+        belongs to has its .git and .autoresearch hidden all the same); scratch must exist.
+        writable: folders of cwd (existing) the run writes into, each backed by scratch/outputs/<folder>:
+        what the run writes there lands in its scratch folder and goes with it."""
         if not self.enforced:
             return list(argv)
         cwd, scratch = Path(cwd).resolve(), Path(scratch).resolve()
@@ -76,6 +79,10 @@ class Sandbox:
         if repo != cwd:
             out += _hide([cwd / ".git", cwd / ".autoresearch"], covered)
         out += ["--bind", str(scratch), str(scratch)]
+        for rel in writable:
+            backing = scratch / "outputs" / rel
+            backing.mkdir(parents=True, exist_ok=True)
+            out += ["--bind", str(backing), str(cwd / rel)]
         out += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--die-with-parent", "--new-session"]
         if os.geteuid() == 0:
@@ -151,3 +158,14 @@ def detect(mode: str = "auto") -> Sandbox:
         raise ConfigError(f"sandbox = bwrap, but {why}: install bubblewrap (apt-get install bubblewrap) or set "
                           f"sandbox = \"auto\"")
     return Sandbox("none", note=f"{why}: {NOT_ENFORCED}")
+
+
+def private() -> None:
+    """Linux: this process's /proc entries (environ, with the agents' keys) unreadable to other
+    processes of the same user, whether or not runs are sandboxed (PR_SET_DUMPABLE 0)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)    # PR_SET_DUMPABLE
+        except Exception:
+            pass

@@ -25,7 +25,7 @@ from autoresearch.config import Config
 from autoresearch.display import Quiet
 from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError, WorkspaceError
 from autoresearch.harness import Harness
-from autoresearch.judge import CONFIRM, KEEP, Judge
+from autoresearch.judge import CONFIRM, KEEP, Judge, overfits
 from autoresearch.ledger import Ledger, clean
 from autoresearch.measurement import Measurement, harness_env, measure, score_holdout
 from autoresearch.trial import Trial, TrialState
@@ -42,7 +42,7 @@ def prepare(workspace, progress=None) -> None:
         return
     import subprocess
     env = harness_env(harness)
-    proc = subprocess.Popen(runner.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(harness.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
     for line in proc.stdout:
@@ -89,17 +89,18 @@ class Study:
     def reconcile(self) -> None:
         """Make git agree with the ledger (the ledger is the truth) and load the history."""
         ws, ledger = self.ws, self.ledger
+        resuming = bool(ledger.load()) or ledger.meta_path.exists()
+        # refused before anything is created; files untracked now are the user's, left alone (a study killed
+        # mid-trial adopts none: what appeared since is the trial's and is stashed below)
+        ws.leave_alone(self.harness.required_files(), adopt_new=not (ledger.dir / "running.json").exists(),
+                       refuse_changes=not resuming)
         if not ws.branch_exists():
             if ws.current_branch() in ("HEAD", "") or ledger.load():
                 raise WorkspaceError(f"no branch {ws.branch}: run `autoresearch init {ws.root} --tag {ws.tag}`")
             ws.checkout(create=True)
         self._clean_up_after_kill()
-        resuming = bool(ledger.load()) or ledger.meta_path.exists()
         if ws.is_dirty():
             changed = ", ".join(ws.changed_files()[:5])
-            if not resuming:
-                raise WorkspaceError(f"{ws.root} has uncommitted changes ({changed}): commit or stash them "
-                                     f"before a study starts")
             # an edit in flight when the tool was killed: keep it in a stash, never lose it
             ws.stash(f"autoresearch: changes in flight when tag {ws.tag} stopped ({changed})")
         ws.checkout()
@@ -165,10 +166,13 @@ class Study:
         limits = (cfg.max_trials if max_trials is None else max_trials, cfg.hours if hours is None else hours,
                   cfg.max_cost if max_cost is None else max_cost)
         agents_mod.check(self.agent)
+        if hasattr(self.agent, "check_harness"):     # e.g. the builtin agent's [search] names, before the baseline
+            self.agent.check_harness(self.harness)
         self.sandbox = sandbox.detect(cfg.sandbox)
         os.environ["AUTORESEARCH_SANDBOX"] = cfg.sandbox      # the executors' workers use the same walls
         if not self.sandbox.enforced:
             self.display.message(f"warning: {self.sandbox.note}")
+        sandbox.private()
         self.reconcile()
         self._check_prepared()
         h = self.harness
@@ -212,7 +216,7 @@ class Study:
         """The harness' own check command says whether its data is there (exit 0) or not."""
         if not self.harness.check:
             return
-        argv = runner.command(self.harness.check)
+        argv = self.harness.command(self.harness.check)
         import subprocess
         r = subprocess.run(argv, cwd=self.ws.root, env=harness_env(self.harness),
                            capture_output=True, text=True)
@@ -256,8 +260,8 @@ class Study:
         self._pin_baseline(last, seconds - training, len(values))
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
-                            reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
-                            extra=self._holdout(number, len(values)))
+                            reason=self.judge.describe(len(values), values),
+                            extra=self._holdout(number, len(values), every=True))
         self._drop_models(number)
         ws.pin(number, commit)
         self._record(trial)
@@ -298,7 +302,7 @@ class Study:
                 last_failure = t.extra.get("tail", "") or t.reason
                 break
         # the hidden holdout score never reaches an agent
-        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k != "holdout"}) for t in self.trials}
+        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k not in ("holdout", "holdout_sd")}) for t in self.trials}
         return agents_mod.Context(root=self.ws.root, program=program, files=files, editable=h.editable,
                                   readonly=h.readonly, history=tuple(hide.values()),
                                   best=hide.get(self.best.number) if self.best else None,
@@ -314,17 +318,21 @@ class Study:
         started = time.time()
         self._running({"number": number, "description": "(agent is proposing)"})
         t0 = time.monotonic()
+        guard = ws.guard()
         try:
             proposal = self.agent.propose(self.context(number))
         except KeyboardInterrupt:
             raise
         except Exception as e:  # an agent's crash or timeout is a trial, not the end of the study
-            self._failures += 1
             kind = "agent failed" if isinstance(e, AgentError) else f"agent crashed ({type(e).__name__})"
             return self._discard_unrun(number, parent, TrialState.INVALID, f"{kind}: {e}", f"{kind}: {e}",
                                        started, agent_seconds=time.monotonic() - t0)
         agent_seconds = time.monotonic() - t0
-        self._failures = 0
+        tampered = ws.tampered(guard)
+        if tampered:             # (an INVALID trial counts as the agent's failure: _discard_unrun)
+            return self._discard_unrun(number, parent, TrialState.INVALID, clean(proposal.description or "", 300),
+                                       f"the agent changed git's own files ({', '.join(tampered[:5])}): restored",
+                                       started, agent_seconds=agent_seconds)
         description = clean(proposal.description or "", 300) or "(no description)"
         cost = self._cost(proposal)
         common = dict(agent_seconds=agent_seconds, cost=cost, proposal=proposal)
@@ -355,6 +363,7 @@ class Study:
             return self._discard_unrun(number, parent, state, description,
                                        f"same code as trial {twin.number}: not run again", started,
                                        value=twin.value, **common)
+        self._failures = 0           # a usable change; an INVALID proposal counts as the agent's failure
         commit = ws.commit(f"trial {number}: {description}")
         ws.pin(number, commit)
         self.display.trial_started(number, description, h.budget)
@@ -391,6 +400,9 @@ class Study:
             reason = decision.explain()
         if state == TrialState.KEEP:
             extra.update(self._holdout(number, len(values)))
+            if self._overfits(extra.get("holdout")):
+                state, reason = TrialState.DISCARD, (f"{reason}; discarded: the gain does not hold on held-out data "
+                                                     f"(it overfits the validation split)")
         self._drop_models(number)
         trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
                             seconds=seconds, training=training, started=started, reason=reason,
@@ -407,14 +419,32 @@ class Study:
     def _model_path(self, number: int, repeat: int):
         return self.ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}.{repeat}.pt"
 
-    def _holdout(self, number: int, repeats: int) -> dict:
-        """Score the kept model of the last repeat on the split the agent never hears of."""
+    def _holdout(self, number: int, repeats: int, every: bool = False) -> dict:
+        """Score the kept model of the last repeat (every: of each repeat, the baseline, whose spread is
+        the holdout's noise) on the split the agent never hears of."""
         if not (self.harness.holdout and repeats):
             return {}
-        value = score_holdout(self.ws.root, self.harness, self._model_path(number, repeats - 1),
-                              self.ws.root / LOGS / f"{self.ws.tag}-{number}.holdout.log", self.config.memory_limit(),
-                              self.sandbox)
-        return {} if value is None else {"holdout": value}
+        values = []
+        for i in range(repeats) if every else [repeats - 1]:
+            v = score_holdout(self.ws.root, self.harness, self._model_path(number, i),
+                              self.ws.root / LOGS / f"{self.ws.tag}-{number}{f'.{i}' if i else ''}.holdout.log",
+                              self.config.memory_limit(), self.sandbox)
+            if v is not None:
+                values.append(v)
+        if not values:
+            return {}
+        out = {"holdout": statistics.fmean(values)}
+        if len(values) >= 2:
+            out["holdout_sd"] = statistics.stdev(values)
+        return out
+
+    def _overfits(self, holdout: float | None) -> bool:
+        """The candidate's holdout is worse than the best's beyond the baseline's holdout noise."""
+        base = next((t for t in self.trials if t.kind == "baseline"), None)
+        best = self.best.extra.get("holdout") if self.best else None
+        if holdout is None or best is None or base is None or "holdout_sd" not in base.extra:
+            return False
+        return overfits(holdout, best, base.extra["holdout_sd"], self.harness.direction, self.config.sigma)
 
     def _drop_models(self, number: int) -> None:
         """Models are large and the commit reproduces one: delete this trial's."""
@@ -452,6 +482,8 @@ class Study:
                             started=started, reason=reason, agent_seconds=agent_seconds, cost=cost,
                             proposal=proposal, value=value)
         self._record(trial)
+        if state == TrialState.INVALID:
+            self._failures += 1
         self.ws.reset_hard(parent)
         self._running(None)
         return trial
@@ -461,11 +493,16 @@ class Study:
         """Run the harness once in the workspace; a run that writes to the ledger is INVALID."""
         suffix = f".{repeat}" if repeat else ""
         root = self.ws.root
-        before = self._ledger_state()
+        before, guard = self._ledger_state(), self.ws.guard()
         m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
                     self._model_path(number, repeat), self.config.memory_limit(), self.config.rescore,
                     self.display.progress, number, on_start=self._child_started, keep_model=True,
                     **self._limits())
+        tampered = self.ws.tampered(guard)
+        if tampered:
+            return Measurement(TrialState.INVALID, None, m.result, f"the run changed git's own files "
+                                                                  f"({', '.join(tampered[:5])}): restored")
+        self.ws.drop_run_outputs()       # what the run wrote is not the agent's edit
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,

@@ -26,6 +26,7 @@ from pathlib import Path
 from autoresearch.agents import Agent, Proposal
 from autoresearch.agents.process import agent_env, run, tail
 from autoresearch.errors import AgentError, AgentUnavailable, ConfigError
+from autoresearch.runner import scrub_env
 
 
 class CommandAgent(Agent):
@@ -61,11 +62,13 @@ class CommandAgent(Agent):
         with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"
             prompt_file.write_text(text)
+            # a program agent gets no key of the tool's environment: only what its options name (env)
             env = agent_env(dict(self.env, AUTORESEARCH_PROMPT_FILE=str(prompt_file),
                                  AUTORESEARCH_TRIAL=str(context.trial_number),
                                  AUTORESEARCH_EDITABLE=" ".join(context.editable or tuple(context.files)),
                                  AUTORESEARCH_ROOT=str(context.root),
-                                 AUTORESEARCH_MODEL=self.model, AUTORESEARCH_BASE_URL=self.base_url))
+                                 AUTORESEARCH_MODEL=self.model, AUTORESEARCH_BASE_URL=self.base_url),
+                            base=scrub_env())
             argv = self._argv(str(prompt_file))
             done = run(argv, context.root, self.timeout, env=env)
         if done.timed_out:

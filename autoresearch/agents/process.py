@@ -43,9 +43,9 @@ class Completed:
     seconds: float
 
 
-def agent_env(extra: dict | None = None) -> dict:
-    """The environment of an agent's program: the tool's environment plus `extra`."""
-    env = dict(os.environ)
+def agent_env(extra: dict | None = None, base: dict | None = None) -> dict:
+    """The environment of an agent's program: `base` (default: the tool's environment) plus `extra`."""
+    env = dict(os.environ if base is None else base)
     env.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
     return env
 
