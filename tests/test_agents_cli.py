@@ -230,7 +230,9 @@ def test_real_clis_in_a_smoke_study(tmp_path, home, monkeypatch):
     trials = [t for t in Ledger(ws.root, "cli").load() if t.kind != "baseline"]
     assert len(trials) == 2
     for t in trials:
-        assert t.state in (TrialState.KEEP, TrialState.DISCARD), t.reason
+        # a loaded machine can overrun the 3 s smoke budget: the run's fact, not the agent's
+        overran = t.state == TrialState.INVALID and t.reason.startswith("trained ")
+        assert t.state in (TrialState.KEEP, TrialState.DISCARD) or overran, t.reason
         assert t.description == "MATRIX_LR x1.5" and t.tokens_in > 0 and t.tokens_out > 0 and t.cost_usd > 0
         assert t.extra["knobs"]["MATRIX_LR"] in (0.06, 0.09)           # what was measured: the CLI's edit
     claude, codex = trials
