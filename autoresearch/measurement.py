@@ -58,10 +58,12 @@ def tail_lines(text: str, n: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
-def budget_limit(budget: float, steps: float | None = None, claimed: float = 0.0) -> float:
-    """The most training seconds a run may claim: the budget plus a stated allowance for the step that
-    crosses it: 2 s, 10% of the budget, or two mean steps (from the run's num_steps) where steps are
-    long (a loaded machine, a tiny budget), but never more than the budget again."""
+def budget_limit(budget: float, steps: float | None = None, claimed: float = 0.0, overrun: float = 0.0) -> float:
+    """The most training seconds a run may claim: the budget plus the harness' stated `overrun`, else an
+    allowance for the step that crosses it: 2 s, 10% of the budget, or two mean steps (from the run's
+    num_steps) where steps are long (a loaded machine, a tiny budget), but never more than the budget again."""
+    if overrun:
+        return budget + overrun
     step = claimed / steps if steps and steps > 0 else 0.0
     return budget + max(2.0, 0.1 * budget, min(budget, 2.0 * step))
 
@@ -220,7 +222,7 @@ def _classify(root, harness, result, model, changed, memory_limit_mb, rescore, o
     if claimed is not None and claimed > result.seconds + 2.0:
         return Measurement(TrialState.INVALID, None, result,
                            f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
-    limit = budget_limit(harness.budget, result.metric("num_steps"), claimed or 0.0)
+    limit = budget_limit(harness.budget, result.metric("num_steps"), claimed or 0.0, harness.overrun)
     if claimed is not None and harness.budget and claimed > limit:
         return Measurement(TrialState.INVALID, None, result, f"trained {claimed:.1f} s on a budget of "
                                                             f"{harness.budget:g} s (at most {limit:.1f} s with the allowance)")

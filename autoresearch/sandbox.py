@@ -91,6 +91,34 @@ class Sandbox:
         return out + list(argv)
 
 
+    def wrap_agent(self, argv: list[str], cwd: str | Path, keep=(), readable=()) -> list[str]:
+        """argv for an agent (claude, codex, a command): the network stays (it calls its API), the
+        workspace stays writable (the loop checks what it changed), but its .git and .autoresearch
+        are empty folders, the home folder too except `keep` (the agent's own login, e.g. ~/.claude),
+        /tmp is private, and it lives in its own PID namespace: it sees none of the tool's processes
+        and none of its processes outlives it."""
+        if not self.enforced:
+            return list(argv)
+        cwd = Path(cwd).resolve()
+        home = Path(os.path.expanduser("~")).resolve()
+        out = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+               "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
+        emptied = [Path("/tmp").resolve()]
+        if home not in (Path("/"), emptied[0]):
+            out += ["--tmpfs", str(home)]
+            emptied.append(home)
+        needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *readable) if p}
+        out += _binds({p.expanduser().resolve() for p in needed}, emptied)
+        for p in keep:                                    # the agent's own state, writable
+            p = Path(p).expanduser()
+            if p.exists():
+                out += ["--bind", str(p.resolve()), str(p.resolve())]
+        out += ["--bind", str(cwd), str(cwd)]
+        out += _hide([cwd / ".git", cwd / ".autoresearch"], [])
+        out += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--chdir", str(cwd), "--"]
+        return out + list(argv)
+
+
 def _hide(paths, covered: list) -> list[str]:
     """An empty folder over each folder, /dev/null over each file; covered gets the folders."""
     out = []

@@ -50,6 +50,7 @@ class Harness:
     direction: str = "minimize"
     budget: float = 60.0              # seconds of training the harness is allowed
     allowance: float = 0.0            # extra seconds for start-up and eval; 0 = automatic
+    overrun: float = 0.0              # training seconds a run may claim beyond the budget; 0 = automatic
     profile: str = ""
     data: str = ""
     program: str = "program.md"       # the agent's instructions
@@ -78,7 +79,7 @@ class Harness:
         if not isinstance(h, dict):
             raise ConfigError(f"{path}: [harness] must be a table")
         known = {"editable", "readonly", "run", "prepare", "check", "score", "holdout", "metric", "direction", "budget",
-                 "allowance", "program", "score_tolerance", "preload", "hidden", "readable", "max_write_mb",
+                 "allowance", "overrun", "program", "score_tolerance", "preload", "hidden", "readable", "max_write_mb",
                  "python", "metric_line", "outputs"}
         unknown = set(h) - known
         if unknown:
@@ -91,7 +92,7 @@ class Harness:
                     raise ConfigError(f"{path}: harness.{k} must be a list of "
                                       f"{'module names' if k == 'preload' else 'file names'}")
                 kw[k] = tuple(kw[k])
-        for k in ("budget", "allowance", "score_tolerance", "max_write_mb"):
+        for k in ("budget", "allowance", "overrun", "score_tolerance", "max_write_mb"):
             if k in kw and (not isinstance(kw[k], (int, float)) or kw[k] < 0):
                 raise ConfigError(f"{path}: harness.{k} must be a non-negative number")
         if kw.get("direction", "minimize") not in ("minimize", "maximize"):
@@ -293,6 +294,10 @@ def default_toml(profile: str, data: str = "embedded") -> str:
         preload = ("# imported ahead by a spare interpreter while the accelerator trains, so no command waits for\n"
                    "# them (on a 2-core CPU: torch ~1.5 s, torch.compile's modules ~2.5 s more)\n"
                    + preload_line(GPU_PRELOAD))
+    overrun = ("overrun = 30                             # smoke runs are tests, often on a loaded machine where one step\n"
+               "                                         # can stall for seconds: training may run this far past the budget"
+               if profile == "smoke" else
+               "# overrun = 0                            # training seconds allowed past the budget; 0: 2 s, 10% or two steps")
     return f'''# autoresearch.toml: the harness of this workspace, as data (see README).
 profile = "{profile}"    # fixes prepare.py's constants; results compare only within a profile
 data = "{data}"          # embedded | climbmix | /path/to/folder (parquet with a text column, or .txt)
@@ -311,6 +316,7 @@ readable = ["{{cache}}"]                   # the data cache, read-only for runs
 metric = "val_bpb"
 direction = "minimize"
 budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)
+{overrun}
 {preload}
 
 [study]
