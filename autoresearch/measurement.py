@@ -9,12 +9,12 @@ the Harness, so the local study and a Ray worker on another node call the same c
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch import runner
+from autoresearch.hashing import checksums
 from autoresearch.trial import TrialState
 
 NOT_FINITE = 5      # a score command's exit code for "the metric is NaN or infinite": a crash, not a forgery
@@ -27,14 +27,6 @@ class Measurement:
     result: runner.RunResult
     reason: str = ""
     holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
-
-
-def checksums(root: Path, names) -> dict[str, str]:
-    out = {}
-    for name in names:
-        p = Path(root) / name
-        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
-    return out
 
 
 def harness_env(harness, extra: dict | None = None) -> dict:

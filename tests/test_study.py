@@ -15,14 +15,10 @@ from autoresearch.trial import TrialState
 from tests.fakes import ScriptedAgent, git, knob, make_fake_workspace, set_knob
 
 
-@pytest.fixture
-def ws(tmp_path):
-    return make_fake_workspace(tmp_path / "ws")
-
-
 def run(ws, steps, n=None, **cfg):
+    """A study of one slot, not pipelined: each proposal sees the result of the one before."""
     agent = ScriptedAgent(steps)
-    study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 2, **cfg}))
+    study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 2, "pipeline": False, **cfg}, environ={}))
     study.optimize(max_trials=len(steps) if n is None else n)
     return study, agent
 

@@ -10,12 +10,11 @@ data, copied into a workspace and run there, never imported by the tool.
 from __future__ import annotations
 
 import ast
-import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import knobs
+from autoresearch import hashing, knobs
 from autoresearch.errors import ConfigError
 
 try:
@@ -101,12 +100,8 @@ class Harness:
 
     def fingerprint(self) -> str:
         """Identifies the harness a tag's results belong to: read-only files, metric, budget."""
-        h = hashlib.sha256()
-        for name in sorted(self.readonly):
-            p = self.root / name
-            h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"<missing>") + b"\0")
-        h.update(f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}".encode())
-        return h.hexdigest()[:16]
+        return hashing.files_hash(self.root, self.readonly,
+                                  f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}")
 
     def section(self, name: str) -> dict:
         value = self.raw.get(name, {})
