@@ -339,7 +339,7 @@ class Scheduler:
         last = cand.tag_stem(self.ws.tag) + (f".{cand.submitted - 1}" if cand.submitted > 1 else "")
         memory = self.study.config.memory_limit_mb or runner.default_memory_limit_mb()
         return score_holdout(self.ws.root, self.harness, self.model_dir / f"{last}.pt",
-                             self.log_dir / f"{last}.holdout.log", memory)
+                             self.log_dir / f"{cand.tag_stem(self.ws.tag)}.holdout.log", memory)
 
     def _drop_models(self, cand: Candidate, keep=None) -> None:
         """Models are large and the commit reproduces one: delete the candidate's (but `keep`)."""

@@ -85,7 +85,7 @@ class Study:
         self.stop_reason = ""
         self.failures = 0                    # agent failures in a row
         self.readonly_sums: dict[str, str] = {}
-        self._reserved = -1                  # the highest trial number given out
+        self._given: set[int] = set()        # trial numbers given out by this process
         self._ledger_seen: list | None = None
         self._meta: dict = {}
 
@@ -151,7 +151,6 @@ class Study:
         self.fit_noise()
         kept = [t for t in self.trials if t.state == TrialState.KEEP]
         self.best = kept[-1] if kept else None
-        self._reserved = max((t.number for t in self.trials), default=-1)
         if self.best is not None:
             if not ws.has_commit(self.best.commit):
                 raise WorkspaceError(f"the best trial's commit {self.best.commit[:7]} is missing from git: "
@@ -176,9 +175,12 @@ class Study:
 
     # ------------------------------------------------------------------ what the loop asks
     def new_number(self) -> int:
-        """The next trial number, given once (when a trial is proposed)."""
-        self._reserved = max(self._reserved, max((t.number for t in self.trials), default=-1)) + 1
-        return self._reserved
+        """A trial number, given once, when the trial is proposed: the smallest one neither recorded
+        nor given out already (a trial lost to a kill or cancelled by Ctrl-C gives its number back)."""
+        taken = self._given | {t.number for t in self.trials}
+        number = next(n for n in range(len(taken) + 1) if n not in taken)
+        self._given.add(number)
+        return number
 
     def context(self, number: int, root=None) -> agents_mod.Context:
         """What the agent sees for trial `number`, editing the checkout at root (default: the workspace)."""

@@ -1,11 +1,11 @@
-"""Shared fixtures: workspaces of the fake harness (tests/fakes.py) in real git repos, and a study
-maker. Every test gets its own temp folder and an isolated HOME."""
+"""Shared fixtures: workspaces of the fake harness (tests/fakes.py, with the scripted agent, the study
+maker and the event helpers) in real git repos. Every test gets its own temp folder and HOME."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.fakes import ScriptedAgent, make_fake_workspace
+from tests.fakes import make_fake_workspace
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +24,3 @@ def ws(tmp_path):
 def ws_xy(tmp_path):
     """The fake harness with both knobs off (X = Y = 1: val_bpb 9.0): changes to X and to Y both improve."""
     return make_fake_workspace(tmp_path / "ws", allowance=20, Y=1.0)
-
-
-def make_study(ws, steps, **cfg):
-    """A Study over ws with a scripted agent; cfg overrides [study] settings (environment ignored)."""
-    from autoresearch.config import Config
-    from autoresearch.study import Study
-    agent = ScriptedAgent(steps)
-    return Study(ws, agent=agent, config=Config.load({"baseline_runs": 2, **cfg}, environ={})), agent
-
-
-@pytest.fixture
-def study_for():
-    return make_study

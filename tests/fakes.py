@@ -11,6 +11,7 @@ workspaces from it are in conftest.py.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
@@ -33,7 +34,7 @@ SLEEP = 0.0  # seconds
 # apart
 
 
-MODE = "ok"  # ok | crash | hang | nan | flood | ledger | readonly | secrets | noisy | killself | killparent
+MODE = "ok"  # ok | crash | hang | nan | flood | ledger | readonly | secrets | noisy | loud | killself | killparent
 time.sleep(SLEEP)
 if MODE == "crash": raise RuntimeError("boom: crashed on purpose")
 if MODE == "hang": time.sleep(3600)
@@ -43,8 +44,10 @@ if MODE == "readonly": open("prepare.py", "a").write("# changed at run time\\n")
 if MODE == "secrets": print("seen:", ",".join(sorted(k for k in os.environ if "KEY" in k or "TOKEN" in k)))
 if MODE == "killself": os.kill(os.getpid(), 9)
 if MODE == "killparent": os.kill(os.getppid(), 9); time.sleep(1); sys.exit(0)
+if os.environ.get("AUTORESEARCH_TRIAL") == os.environ.get("AUTORESEARCH_FAKE_KILL_TRIAL"): os.kill(os.getppid(), 9)
 value = (X - 3) ** 2 + (Y - 3) ** 2 + 1 + (float("nan") if MODE == "nan" else 0.0)
 if MODE == "noisy": value += __import__("random").gauss(0, 0.05)
+if MODE == "loud": value += 0.3 * (os.path.basename(os.environ.get("AUTORESEARCH_MODEL_OUT", "a.pt")).count(".") - 1)
 if os.environ.get("AUTORESEARCH_MODEL_OUT"): open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))
 print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"))
 print("step 00001 (50.0%) | loss: 1.000000 | remaining: 0s", flush=True)
@@ -132,6 +135,14 @@ class ScriptedAgent(Agent):
         return Proposal(step(context.root) or "(scripted)")
 
 
+def make_study(ws, steps, **cfg):
+    """A Study over ws with a scripted agent; cfg overrides [study] settings (environment ignored)."""
+    from autoresearch.config import Config
+    from autoresearch.study import Study
+    agent = ScriptedAgent(steps)
+    return Study(ws, agent=agent, config=Config.load({"baseline_runs": 2, **cfg}, environ={})), agent
+
+
 def edit(fn, desc):
     """A step that rewrites train.py's text with fn."""
     def step(root):
@@ -171,7 +182,7 @@ def check_ledger_and_git(ws, tag="t"):
     from autoresearch.ledger import Ledger
     from autoresearch.trial import TrialState
     trials = Ledger(ws, tag).load()
-    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert sorted(t.number for t in trials) == list(range(len(trials))), [(t.number, t.state.value, t.description, t.reason[:60]) for t in trials]
     kept = [t for t in trials if t.state == TrialState.KEEP]
     assert git(ws, "rev-parse", "HEAD") == kept[-1].commit
     assert git(ws, "status", "--porcelain") == ""
@@ -184,3 +195,38 @@ def check_ledger_and_git(ws, tag="t"):
     assert rows[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]
     assert len(rows) == len(trials) + 1
     return trials
+
+
+# ---------------------------------------------------------------- orderings by events, never by sleeping
+PATIENCE = 120.0      # seconds a test waits for an event before it fails (a bound, never a race)
+
+
+def gated(base, hold):
+    """An executor class whose wait() reports a finished run only when hold(executor, handle) is False."""
+    class Gated(base):
+        def wait(self, handles, timeout=None):
+            done = super().wait(handles, timeout)
+            out = [h for h in done if not hold(self, h)]
+            if done and not out:
+                time.sleep(0.02)
+            return out
+    return Gated
+
+
+def until(event, what: str) -> None:
+    """Wait for event() to be true; fail after PATIENCE seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while not event():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def trainers_of(where: str) -> list[int]:
+    """Live fake training processes whose folder contains `where` (a workspace, a Ray task's folder)."""
+    import psutil
+    out = []
+    for p in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if ((p.info["cmdline"] or [""])[-1:] == ["train.py"] and str(where) in (p.info["cwd"] or "")
+                and p.info["status"] != psutil.STATUS_ZOMBIE):
+            out.append(p.pid)
+    return out

@@ -1,0 +1,33 @@
+"""knobs.py: find and rewrite UPPER_CASE literal constants."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch import knobs
+
+
+SRC = '''"""doc"""
+import os
+DEPTH = 4          # layers
+LR: float = 0.04   # learning rate
+NAME = "x"  # a string
+NEG = -1e-3
+EXPR = 2**3
+lower = 5
+'''
+
+
+def test_knobs_find_only_literal_constants():
+    found = knobs.find(SRC)
+    assert {k: v.value for k, v in found.items()} == {"DEPTH": 4, "LR": 0.04, "NAME": "x", "NEG": -0.001}
+
+
+def test_knobs_rewrite_keeps_comments_and_layout():
+    out = knobs.rewrite(SRC, {"DEPTH": 6, "LR": 0.05, "NEG": -2e-4})
+    assert "DEPTH = 6          # layers\n" in out
+    assert "LR: float = 0.05   # learning rate\n" in out
+    assert "NEG = -0.0002\n" in out
+    assert out.replace("6 ", "4 ", 1).replace("0.05", "0.04").replace("-0.0002", "-1e-3") == SRC
+    with pytest.raises(KeyError):
+        knobs.rewrite(SRC, {"EXPR": 1})
