@@ -205,12 +205,12 @@ def default_memory_limit_mb(share: int = 1) -> float:
         return 0.0
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: on Linux, get SIGKILL when the tool dies (even by kill -9)."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In the child, before exec: on Linux, get `sig` when the tool dies (even by kill -9)."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)                  # PR_SET_PDEATHSIG
     except Exception:
         pass
 

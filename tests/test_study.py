@@ -265,3 +265,13 @@ def test_noise_far_above_the_profile_is_said_out_loud(ws):
     study.optimize(max_trials=0)
     assert len(display.warnings) == 1 and "other load on this machine" in display.warnings[0]
     assert study.noise_warning == display.warnings[0]
+
+
+def test_limits_say_why_the_study_stops():
+    from autoresearch.study import Limits
+    lim = Limits(max_trials=3, hours=1.0, max_cost=2.0, max_agent_failures=5, start=100.0)
+    assert lim.reason(recorded=2, spent=0.0, failures=0, now=100.0) == ""
+    assert lim.reason(recorded=3, spent=0.0, failures=0, now=100.0) == "reached 3 trials"
+    assert lim.reason(recorded=0, spent=0.0, failures=0, now=100.0 + 3600) == "reached 1.0 hours"
+    assert lim.reason(recorded=0, spent=2.5, failures=0, now=100.0) == "reached the cost limit ($2.50 of $2.00)"
+    assert lim.reason(recorded=0, spent=0.0, failures=5, now=100.0) == "the agent failed 5 times in a row"

@@ -12,7 +12,6 @@ exactly one run and Ctrl-C reaches every worker (they share the terminal's proce
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import signal
@@ -32,20 +31,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this worker when the driver dies (kill -9), so its run is killed too."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def _main() -> None:
     """In the worker process: read (job, setup, memory, result path) from stdin, measure once,
     write ("done", Measurement) | ("cancelled", None) | ("error", text) to the result path."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    _die_with_parent()
+    runner.die_with_parent(signal.SIGTERM)      # the driver died (kill -9): cancel, as above
     try:
         # everything the job needs, imported before it arrives: a spare worker waits warm
         import psutil  # noqa: F401  (the runner's memory watch)
