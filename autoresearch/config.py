@@ -30,7 +30,8 @@ class Config:
     max_cost: float | None = None     # US dollars of agent cost on this tag, in total
     seed: int = 0
     workers: int = 1                  # trials in flight at once
-    pipeline: bool = True             # propose the next change while runs go (it then misses the last result)
+    pipeline: bool | None = None      # propose the next change while runs go (it then misses the last result);
+                                      # None = only with several workers
     executor: str = "local"           # local | ray
     ray_address: str = ""             # join this Ray cluster; "" = start a local one
     rescore: bool = True              # re-score with the harness' protected evaluator when it has one

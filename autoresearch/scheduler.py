@@ -6,9 +6,10 @@
 
 - A trial's number is given when it is proposed: its logs (<tag>-<n>.log, .1.log, ...), its
   models and AUTORESEARCH_TRIAL are final from the start.
-- Pipelining: one proposal more than there are slots is prepared while runs go, so a slow
-  agent hides behind the runs; a waiting proposal that conflicts with a run in flight
-  (`git merge-tree`) would be lost if that run is kept, so one more is prepared for it.
+- Pipelining (by default with several slots; `pipeline` in [study]): one proposal more than there
+  are slots is prepared while runs go, so a slow agent hides behind the runs; a waiting proposal
+  that conflicts with a run in flight (`git merge-tree`) would be lost if that run is kept, so
+  one more is prepared for it. Without it, each proposal sees the result of the one before.
 - One rule keeps the branch honest: a candidate is kept only if it was measured on the best as
   it is when the verdict comes. A proposal whose base is no longer the best is cherry-picked onto
   the best before it runs; one measured on a base that stopped being the best is judged against
@@ -50,7 +51,8 @@ class Scheduler:
         self.executor = executor
         self.workers = max(1, workers or executor.slots)
         self.trees = Worktrees(self.ws)
-        self.proposer = Proposer(self, study.config.pipeline if pipeline is None else pipeline)
+        pipeline = study.config.pipeline if pipeline is None else pipeline
+        self.proposer = Proposer(self, self.workers > 1 if pipeline is None else pipeline)
         self.log_dir = self.ws.root / ".autoresearch" / "logs"
         self.model_dir = self.ws.root / ".autoresearch" / "models"
         self.cv = threading.Condition()

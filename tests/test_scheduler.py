@@ -94,7 +94,7 @@ def test_pipelining_proposes_while_a_run_is_in_flight(ws_xy):
     # one slot: each run's end is held until the agent has been asked for the next proposal, so
     # the study only finishes if every proposal after the first was made while a run went
     steps = [knobs(**{"XY"[i % 2]: 1.0 + (i // 2 + 1) / 10}) for i in range(5)]
-    study, agent = make_study(ws_xy, steps, baseline_runs=1)
+    study, agent = make_study(ws_xy, steps, baseline_runs=1, pipeline=True)
     asked = lambda h: len(agent.contexts) > h.job.trial or h.job.trial >= 5     # noqa: E731
     deadline = time.monotonic() + PATIENCE
     ex = gated(InlineExecutor, lambda ex, h: not asked(h) and time.monotonic() < deadline)()

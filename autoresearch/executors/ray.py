@@ -4,7 +4,7 @@ A task materialises the trial on its node (the commit's tracked files, sent as c
 editable ones with each job, the rest put in the object store once), makes sure the harness'
 data is prepared on that node (its `check` command, else `prepare` under a node-wide lock; the
 default harness caches under AUTORESEARCH_CACHE, which is passed on), runs
-`measurement.measure()` there and returns the Measurement with the log text. A task asks for
+`base.run_job()` there and returns the Measurement with the log text. A task asks for
 one GPU where the cluster has GPUs, one CPU otherwise. Ray is imported only here, only when used:
 
     pip install 'autoresearch[ray]'
