@@ -50,6 +50,7 @@ class Candidate:
     risk_checked: bool = False
     failed: object = None             # the first Measurement without a value (ends the candidate)
     holdout: float | None = None
+    model: Path | None = None         # the saved model of its last run of record (local executors)
     state: TrialState | None = None   # the verdict, once there is one
     reason: str = ""
     margin: float | None = None

@@ -3,7 +3,8 @@
 One agent call at a time, each on the best at that moment, in the candidate's own detached
 worktree; the change is checked (Study.check) and committed there, its code hash and knobs
 captured. A proposal is made when it is wanted: fewer outstanding than slots (+1 when
-pipelining: the next one is ready when a run ends), within max_trials. Ready candidates wait
+pipelining: the next one is ready when a run ends, and proposals start during the baseline),
+within max_trials. Ready candidates wait
 in order; `next_ready()` hands the first one to the loop when a slot is free.
 """
 
@@ -111,6 +112,8 @@ class Proposer:
             return False
         if s.budget is not None and s.recorded + self.open >= s.budget:
             return False
+        if not self.pipeline and s.study.best is None:
+            return False                 # not pipelined: the first proposal sees the baseline's result
         # a waiting proposal that conflicts with a run in flight is lost if that run is kept:
         # one more is prepared for it, so a slot never waits on the agent after such a keep
         at_risk = sum(1 for c in self.ready if c.at_risk) if self.pipeline else 0

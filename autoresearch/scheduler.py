@@ -74,6 +74,7 @@ class Scheduler:
         limits = study.limits(max_trials, hours, max_cost)
         study.resume()
         self.trees.remove_all()
+        self._drop_models()                      # a killed driver's
         if hasattr(self.executor, "on_start"):       # an executor that sees its runs: live line, running.json
             self.executor.on_start = lambda job, pgid: self._pgids.__setitem__(job.key, pgid)
             self.executor.on_progress = lambda job, progress: study.display.progress(progress)
@@ -149,6 +150,7 @@ class Scheduler:
                     self.trees.remove(cand.path)
                 self._trash.clear()
                 self.trees.remove_all()
+                self._drop_models()
                 self.study.restore_best()        # also clears running.json
 
     # ------------------------------------------------------------------ baseline
@@ -234,6 +236,8 @@ class Scheduler:
         out = self.executor.result(handle)
         if job.root != cand.path:
             self.trees.remove(job.root)
+        if out.cancelled or out.measurement.value is None or kind == "best":
+            job.model.unlink(missing_ok=True)
         if out.cancelled:
             return
         m = out.measurement
@@ -254,7 +258,9 @@ class Scheduler:
             else:
                 cand.values.append(m.value)
                 cand.holdout = m.holdout
-                self._drop_models(cand, keep=job.model)
+                if cand.model is not None and cand.model != job.model:
+                    cand.model.unlink(missing_ok=True)       # only the last run's model is scored
+                cand.model = job.model
         if cand.pending or cand.kind == "baseline":
             return                               # its other run is still going; the baseline decides itself
         self._judge(cand)
@@ -320,7 +326,8 @@ class Scheduler:
         cand.state, cand.reason, cand.margin = state, reason, margin
         if state == TrialState.KEEP and self.executor.local_models:
             cand.holdout = self._holdout(cand)
-        self._drop_models(cand)
+        if cand.model is not None:
+            cand.model.unlink(missing_ok=True)
         trial = study.tell(cand)                  # fsynced before git moves
         if state == TrialState.KEEP and cand.kind != "baseline":
             self._move_to = trial.commit         # the branch moves right after the next run starts
@@ -336,18 +343,16 @@ class Scheduler:
 
     def _holdout(self, cand: Candidate) -> float | None:
         """The kept model of its last run, scored on the split the agent never hears of."""
-        if not (self.harness.holdout and cand.values):
+        if not (self.harness.holdout and cand.values and cand.model is not None):
             return None
-        last = cand.tag_stem(self.ws.tag) + (f".{cand.submitted - 1}" if cand.submitted > 1 else "")
         memory = self.study.config.memory_limit_mb or runner.default_memory_limit_mb()
-        return score_holdout(self.ws.root, self.harness, self.model_dir / f"{last}.pt",
+        return score_holdout(self.ws.root, self.harness, cand.model,
                              self.log_dir / f"{cand.tag_stem(self.ws.tag)}.holdout.log", memory)
 
-    def _drop_models(self, cand: Candidate, keep=None) -> None:
-        """Models are large and the commit reproduces one: delete the candidate's (but `keep`)."""
-        for path in self.model_dir.glob(f"{cand.tag_stem(self.ws.tag)}.*"):
-            if path != keep:
-                path.unlink(missing_ok=True)
+    def _drop_models(self) -> None:
+        """Models are large and a commit reproduces one: none outlives the runs of this study."""
+        for path in self.model_dir.glob(f"{self.ws.tag}-*.pt"):
+            path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ the branch, worktrees, status
     def _move_branch(self) -> None:
