@@ -215,9 +215,10 @@ def test_train_prints_summary_and_saves_model(trained, ws):
     s = summary(trained)
     assert set(s) == {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                       "total_tokens_M", "num_steps", "num_params_M", "depth"}
-    assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] > 5 and s["depth"] == 1
+    # (how many steps fit in the 3 s budget depends on the machine's load: at least one)
+    assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] >= 1 and s["depth"] == 1
     assert s["training_seconds"] >= 3.0
-    assert re.search(r"^step 00003 .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
+    assert re.search(r"^step \d{5} .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
     assert (ws / ".autoresearch" / "model.pt").exists()
 
 
