@@ -51,6 +51,8 @@ class Candidate:
     failed: object = None             # the first Measurement without a value (ends the candidate)
     holdout: float | None = None
     model: Path | None = None         # the saved model of its last run of record (local executors)
+    models: list = field(default_factory=list)   # the baseline: every repeat's model (holdout noise)
+    holdout_sd: float | None = None   # the baseline: sd of its repeats' holdout scores
     state: TrialState | None = None   # the verdict, once there is one
     reason: str = ""
     margin: float | None = None

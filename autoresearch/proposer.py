@@ -156,6 +156,7 @@ class Proposer:
         self.proposing = (number, time.time())
         ctx = study.context(number, cand.path)
         t0 = time.monotonic()
+        guard = s.ws.guard()
         try:
             proposal = study.agent.propose(ctx)
         except Exception as e:   # an agent's crash or timeout is a trial, not the end of the study
@@ -170,7 +171,12 @@ class Proposer:
             return None
         cand.agent_seconds = time.monotonic() - t0
         cand.proposal = proposal
-        cand.description = " ".join((proposal.description or "").split())[:300] or "(no description)"
+        cand.description = study.describe(proposal)
+        tampered = s.ws.tampered(guard)
+        if tampered:
+            cand.unrun = (TrialState.INVALID, f"the agent changed git's own files ({', '.join(tampered[:5])}): restored")
+            cand.agent_failed = True
+            return cand
         why = study.check(cand.path, proposal)
         if why:
             cand.unrun = (TrialState.INVALID, why)

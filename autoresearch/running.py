@@ -84,3 +84,21 @@ def orphans(ledger_dir: Path) -> tuple[int | None, list[int]]:
     groups = {t.get("child_pgid") for t in (info.get("trials") or [info])} | {info.get("child_pgid")}
     clear(ledger_dir)
     return None, [int(g) for g in groups if g and alive(g)]
+
+
+def update(ledger_dir: Path, runs: list[tuple], proposing: tuple, last: str = "", **fields) -> str:
+    """Write the loop's runs in flight, (number, description, commit, base, rebased, since, slot, pgid)
+    each, or the proposal being made when none runs; only when it changed since `last` (returned)."""
+    trials = []
+    for number, description, commit, base, rebased, since, slot, pgid in sorted(runs, key=lambda r: r[5]):
+        entry = {"number": number, "description": description, "commit": commit, "base": base, "rebased": rebased,
+                 "since": since, "worker": f"{fields.get('executor', '')}-{slot}" if slot is not None else ""}
+        if pgid is not None:
+            entry["child_pgid"] = pgid
+        trials.append(entry)
+    if proposing[0] is not None and not trials:
+        trials.append({"number": proposing[0], "description": "(agent is proposing)", "since": proposing[1]})
+    text = json.dumps([trials, fields], default=str)
+    if text != last:
+        write(ledger_dir, trials, **fields)
+    return text

@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 import collections
-import json
+import statistics
 import threading
 import time
 
@@ -173,6 +173,8 @@ class Scheduler:
             raise AutoresearchError(f"the baseline failed ({cand.failed.state.value}: {why}); fix the harness, "
                                     f"see the log {cand.failed.result.log_path}")
         study.fit_noise(cand.values)
+        wall, training = cand.seconds()
+        study.pin_baseline(cand.runs[-1], wall - training, len(cand.values))
         self._record(cand, TrialState.KEEP, f"noise sd {study.judge.sd:.6f} from {len(cand.values)} runs")
 
     # ------------------------------------------------------------------ starting runs
@@ -220,7 +222,7 @@ class Scheduler:
             root = cand.path if cand.kind != "baseline" else self.trees.add(stem, commit)   # repeats side by side
         job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log",
                   model=self.model_dir / f"{stem}.pt", trial=cand.number,
-                  keep_model=self.executor.local_models and not best)
+                  keep_model=self.executor.local_models and not best, **self.study.run_limits())
         cand.running_since = time.time()
         cand.pending += 1
         self.inflight[self.executor.submit(job)] = (cand, kind, job)
@@ -241,10 +243,9 @@ class Scheduler:
         if out.cancelled:
             return
         m = out.measurement
-        if not study.ledger_intact():             # a run wrote to the ledger: restore it, never count it
-            study.repair_ledger()
-            m = Measurement(TrialState.INVALID, None, m.result,
-                            "the run wrote to the ledger (results.tsv or trials.jsonl); restored")
+        why = study.tampered()                    # a run wrote to the ledger or .git: restored, never counted
+        if why:
+            m = Measurement(TrialState.INVALID, None, m.result, why)
         if kind == "best":
             cand.best_runs.append(m)
             if m.value is not None:
@@ -258,7 +259,9 @@ class Scheduler:
             else:
                 cand.values.append(m.value)
                 cand.holdout = m.holdout
-                if cand.model is not None and cand.model != job.model:
+                if cand.kind == "baseline":
+                    cand.models.append(job.model)          # the holdout of each: its spread is the holdout's noise
+                elif cand.model is not None and cand.model != job.model:
                     cand.model.unlink(missing_ok=True)       # only the last run's model is scored
                 cand.model = job.model
         if cand.pending or cand.kind == "baseline":
@@ -325,9 +328,12 @@ class Scheduler:
         study = self.study
         cand.state, cand.reason, cand.margin = state, reason, margin
         if state == TrialState.KEEP and self.executor.local_models:
-            cand.holdout = self._holdout(cand)
-        if cand.model is not None:
-            cand.model.unlink(missing_ok=True)
+            cand.holdout, cand.holdout_sd = self._holdout(cand)
+        if state == TrialState.KEEP and cand.kind != "baseline" and study.overfits(cand.holdout):
+            state = cand.state = TrialState.DISCARD
+            cand.reason = f"{reason}; discarded: the gain does not hold on held-out data (it overfits the validation split)"
+        for model in {*cand.models, cand.model} - {None}:
+            model.unlink(missing_ok=True)
         trial = study.tell(cand)                  # fsynced before git moves
         if state == TrialState.KEEP and cand.kind != "baseline":
             self._move_to = trial.commit         # the branch moves right after the next run starts
@@ -341,13 +347,23 @@ class Scheduler:
             if warning:
                 study.display.warn(warning)
 
-    def _holdout(self, cand: Candidate) -> float | None:
-        """The kept model of its last run, scored on the split the agent never hears of."""
-        if not (self.harness.holdout and cand.values and cand.model is not None):
-            return None
+    def _holdout(self, cand: Candidate) -> tuple[float | None, float | None]:
+        """(mean, sd) of the holdout scores of its kept model (the baseline: of every repeat's), on the
+        split the agent never hears of."""
+        models = cand.models if cand.kind == "baseline" else [cand.model]
+        if not (self.harness.holdout and cand.values and all(models)):
+            return None, None
         memory = self.study.config.memory_limit_mb or runner.default_memory_limit_mb()
-        return score_holdout(self.ws.root, self.harness, cand.model,
-                             self.log_dir / f"{cand.tag_stem(self.ws.tag)}.holdout.log", memory)
+        values = []
+        for i, model in enumerate(models):
+            stem = cand.tag_stem(self.ws.tag) + (f".{i}" if i else "")
+            v = score_holdout(self.ws.root, self.harness, model, self.log_dir / f"{stem}.holdout.log", memory,
+                              self.study.sandbox)
+            if v is not None:
+                values.append(v)
+        if not values:
+            return None, None
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) >= 2 else None)
 
     def _drop_models(self) -> None:
         """Models are large and a commit reproduces one: none outlives the runs of this study."""
@@ -369,22 +385,9 @@ class Scheduler:
 
     def _write_running(self) -> None:
         """running.json: the trials in flight (see running.py for the format)."""
-        trials = []
-        for handle, (cand, kind, job) in sorted(self.inflight.items(), key=lambda x: x[1][0].running_since):
-            slot = getattr(handle, "slot", None)
-            entry = {"number": cand.number, "description": cand.description + (" (re-run of the best)"
-                                                                                if kind == "best" else ""),
-                     "commit": job.commit, "base": cand.base, "rebased": cand.rebased, "since": cand.running_since,
-                     "worker": f"{self.executor.name}-{slot}" if slot is not None else ""}
-            if job.key in self._pgids:
-                entry["child_pgid"] = self._pgids[job.key]
-            trials.append(entry)
-        number, since = self.proposer.proposing
-        if number is not None and not trials:
-            trials.append({"number": number, "description": "(agent is proposing)", "since": since})
-        fields = dict(budget=self.harness.budget, workers=self.workers, executor=self.executor.name)
-        text = json.dumps([trials, fields], default=str)
-        if text == self._running_text:
-            return
+        runs = [(cand.number, cand.description + (" (re-run of the best)" if kind == "best" else ""), job.commit,
+                 cand.base, cand.rebased, cand.running_since, getattr(handle, "slot", None), self._pgids.get(job.key))
+                for handle, (cand, kind, job) in self.inflight.items()]
+        text = running.update(self.study.ledger.dir, runs, self.proposer.proposing, self._running_text,
+                              budget=self.harness.budget, workers=self.workers, executor=self.executor.name)
         self._running_text = text
-        running.write(self.study.ledger.dir, trials, **fields)

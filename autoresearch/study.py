@@ -20,43 +20,19 @@ import json
 import os
 import statistics
 import time
-from dataclasses import dataclass
 
 from autoresearch import agents as agents_mod
-from autoresearch import noise, preparation, running
+from autoresearch import noise, preparation, running, sandbox
 from autoresearch.config import Config
 from autoresearch.display import Quiet
 from autoresearch.errors import AutoresearchError, WorkspaceError
 from autoresearch.harness import Harness
-from autoresearch.judge import Judge
-from autoresearch.ledger import Ledger
+from autoresearch.judge import Judge, overfits
+from autoresearch.limits import Limits
+from autoresearch.ledger import Ledger, clean
 from autoresearch.preparation import prepare  # noqa: F401  (API: autoresearch.prepare)
 from autoresearch.trial import Trial, TrialState
 from autoresearch.workspace import Workspace, init  # noqa: F401  (API: autoresearch.init)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """When this invocation stops: trials recorded, wall hours, the tag's total agent cost, and
-    agent failures in a row."""
-    max_trials: int | None
-    hours: float | None
-    max_cost: float | None
-    max_agent_failures: int
-    start: float
-
-    def reason(self, recorded: int, spent: float, failures: int, now: float | None = None) -> str:
-        """'' while none is reached; else why the study stops."""
-        now = time.monotonic() if now is None else now
-        if failures >= self.max_agent_failures:
-            return f"the agent failed {failures} times in a row"
-        if self.max_trials is not None and recorded >= self.max_trials:
-            return f"reached {self.max_trials} trials"
-        if self.hours is not None and now - self.start >= self.hours * 3600:
-            return f"reached {self.hours} hours"
-        if self.max_cost is not None and spent >= self.max_cost:
-            return f"reached the cost limit (${spent:.2f} of ${self.max_cost:.2f})"
-        return ""
 
 
 class Study:
@@ -86,8 +62,12 @@ class Study:
         self.failures = 0                    # agent failures in a row
         self.readonly_sums: dict[str, str] = {}
         self._given: set[int] = set()        # trial numbers given out by this process
-        self._ledger_seen: list | None = None
+        self._ledger_seen: str | None = None
+        self._git_seen: dict | None = None
         self._meta: dict = {}
+        self.sandbox = None
+        self.pins: dict = {}                 # `*_sha256` values the baseline's score printed: runs must repeat them
+        self.overhead: float | None = None   # wall seconds a run takes besides training (from the baseline)
 
     # ------------------------------------------------------------------ the loop
     def optimize(self, max_trials: int | None = None, hours: float | None = None, max_cost: float | None = None,
@@ -108,6 +88,11 @@ class Study:
     def resume(self) -> None:
         """Before the loop: the agent usable, git reconciled with the ledger, the data prepared."""
         agents_mod.check(self.agent)
+        self.sandbox = sandbox.detect(self.config.sandbox)
+        os.environ["AUTORESEARCH_SANDBOX"] = self.config.sandbox      # the executors' workers use the same walls
+        if not self.sandbox.enforced:
+            self.display.message(f"warning: {self.sandbox.note}")
+        sandbox.private()
         self.reconcile()
         preparation.check(self.ws.root, self.harness)
         h = self.harness
@@ -144,6 +129,7 @@ class Study:
             ledger.write_meta(meta)
         self.readonly_sums = meta.get("readonly") or ws.checksums(self.harness.readonly)
         self._meta = meta
+        self.pins, self.overhead = dict(meta.get("pins") or {}), meta.get("overhead")
         self.trials = trials
         for t in list(trials):           # a close call re-measured the best: those values belong to it
             for number, values in (t.extra.get("best_reruns") or {}).items():
@@ -158,6 +144,7 @@ class Study:
             if ws.head() != self.best.commit:
                 ws.reset_hard(self.best.commit)
         self._ledger_seen = self._ledger_state()
+        self._git_seen = ws.guard()
 
     def _clean_up_after_kill(self) -> None:
         """A study killed with kill -9 may leave its runs' process groups and git's index lock."""
@@ -195,7 +182,8 @@ class Study:
                 last_failure = t.extra.get("tail", "") or t.reason
                 break
         # the hidden holdout score never reaches an agent
-        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k != "holdout"}) for t in self.trials}
+        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k not in ("holdout", "holdout_sd")})
+                for t in self.trials}
         return agents_mod.Context(root=root, program=program, files=files, editable=h.editable,
                                   readonly=h.readonly, history=tuple(hide.values()),
                                   best=hide.get(self.best.number) if self.best else None,
@@ -217,7 +205,37 @@ class Study:
         missing = [f for f in h.editable if not (root / f).exists()]
         if missing:
             return f"deleted an editable file: {', '.join(missing)}"
+        odd = [f for f in h.editable if not (root / f).is_file() or (root / f).is_symlink()]
+        if odd:
+            return f"not a regular file any more: {', '.join(odd)}"
         return ""
+
+    def describe(self, proposal) -> str:
+        """The proposal's one line, printable, at most 300 characters."""
+        return clean(proposal.description or "", 300) or "(no description)"
+
+    def overfits(self, holdout: float | None) -> bool:
+        """A kept candidate whose holdout is worse than the best's beyond the baseline's holdout noise:
+        its val gain does not hold on held-out data (it is discarded; the agent hears only that)."""
+        base = next((t for t in self.trials if t.kind == "baseline"), None)
+        best = self.best.extra.get("holdout") if self.best else None
+        if holdout is None or best is None or base is None or "holdout_sd" not in base.extra:
+            return False
+        return overfits(holdout, best, base.extra["holdout_sd"], self.harness.direction, self.config.sigma)
+
+    def pin_baseline(self, m, overhead: float, runs: int) -> None:
+        """What later runs are held to: the data the evaluator read (its *_sha256 lines) and the wall
+        seconds a run takes besides training (start-up, compile), from which the hard limit follows."""
+        self.pins = dict(getattr(m, "pins", {}) or {})
+        self.overhead = max(0.0, overhead / max(1, runs))
+        self._meta = dict(self._meta, pins=self.pins, overhead=self.overhead)
+        self.ledger.write_meta(self._meta)
+        self._ledger_seen = self._ledger_state()
+
+    def run_limits(self) -> dict:
+        """What every run is held to: the pinned data digests and the hard wall-clock limit."""
+        from autoresearch.measurement import hard_limit
+        return dict(pins=self.pins, timeout=hard_limit(self.harness, self.overhead))
 
     def twin(self, code_hash: str) -> tuple[TrialState, str, float | None] | None:
         """(state, reason, value) when this code ran before: the same code is never run twice."""
@@ -301,6 +319,8 @@ class Study:
             extra["agent"] = {k: v for k, v in cand.proposal.extra.items() if _jsonable(v)}
         if cand.state == TrialState.KEEP and cand.holdout is not None:
             extra["holdout"] = cand.holdout      # kept trials only; agents never see it
+            if cand.holdout_sd is not None:
+                extra["holdout_sd"] = cand.holdout_sd
         if cand.best_values:
             extra["best_reruns"] = {str(cand.best_number): list(cand.best_values)}
         if cand.runs:
@@ -320,20 +340,25 @@ class Study:
                      tokens_out=getattr(p, "tokens_out", 0) or 0, agent_seconds=cand.agent_seconds, log=log,
                      started=cand.started, ended=time.time(), extra=extra)
 
-    # ------------------------------------------------------------------ the ledger's tamper check
-    def _ledger_state(self) -> list:
-        out = []
-        for p in (self.ledger.jsonl, self.ledger.tsv, self.ledger.meta_path):
-            try:
-                st = p.stat()
-                out.append((st.st_size, st.st_mtime_ns))
-            except FileNotFoundError:
-                out.append(None)
-        return out
+    # ------------------------------------------------------------------ tamper checks
+    def _ledger_state(self) -> str:
+        return self.ledger.digest()
 
-    def ledger_intact(self) -> bool:
-        """False when something other than this study wrote to the ledger since its last row (a run)."""
-        return self._ledger_seen is None or self._ledger_state() == self._ledger_seen
+    def tampered(self) -> str:
+        """'' when nothing but this study wrote to the ledger or to git's own files since it last looked;
+        else what was changed (then restored: the ledger from memory, .git's files as they were)."""
+        why = []
+        if self._ledger_seen is not None and self._ledger_state() != self._ledger_seen:
+            self.repair_ledger()
+            why.append("the run wrote to the ledger (results.tsv or trials.jsonl); restored")
+        if self._git_seen is not None:
+            changed = self.ws.tampered(self._git_seen)
+            if changed:
+                why.append(f"the run changed git's own files ({', '.join(changed[:5])}): restored")
+        return "; ".join(why)
+
+    def guard_git(self) -> dict:
+        return self.ws.guard()
 
     def repair_ledger(self) -> None:
         """Rewrite the ledger from memory: what a run wrote there never counts."""

@@ -14,7 +14,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from autoresearch.workspace import Workspace, _identity_args
+from autoresearch.workspace import Workspace, _identity_args, git_argv, git_env
 
 
 class Worktrees:
@@ -59,8 +59,8 @@ class Worktrees:
 
     def conflicts(self, a: str, b: str) -> bool:
         """Would changes a and b (on the same base) conflict? (git merge-tree; False when git cannot tell)"""
-        r = subprocess.run(["git", "merge-tree", "--write-tree", "--no-messages", a, b], cwd=self.ws.root,
-                           capture_output=True, text=True)
+        r = subprocess.run(git_argv("merge-tree", "--write-tree", "--no-messages", a, b), cwd=self.ws.root,
+                           capture_output=True, text=True, env=git_env())
         return r.returncode == 1
 
     def rebase(self, path: Path, commit: str, onto: str) -> tuple[str, str]:
@@ -70,7 +70,8 @@ class Worktrees:
             self._ident = _identity_args(self.ws.root)
         with self.lock:
             wt.git("reset", "-q", "--hard", onto)      # a detached worktree: HEAD moves, no branch
-            r = subprocess.run(["git", *self._ident, "cherry-pick", commit], cwd=path, capture_output=True, text=True)
+            r = subprocess.run(git_argv(*self._ident, "cherry-pick", commit), cwd=path, capture_output=True, text=True,
+                               env=git_env())
             if r.returncode == 0:
                 return wt.head(), ""
             conflicted = wt.git("diff", "--name-only", "--diff-filter=U", check=False).split()

@@ -15,10 +15,15 @@ import time
 from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
+from autoresearch.sandbox import detect
+
+# bubblewrap works here: a run's write to a read-only file or the ledger fails (a CRASH: "Read-only
+# file system", or the ledger is not there at all) instead of being caught afterwards (INVALID)
+SANDBOXED = detect("auto").enforced
 
 TRAIN = '''\
 """fake harness: metric = (X - 3)^2 + (Y - 3)^2 + 1; SLEEP seconds of "training"; MODE picks a failure."""
-import glob, os, sys, time
+import os, sys, time
 X = 1.0  # knob one
 
 # apart

@@ -12,7 +12,7 @@ job through `run_job()` below: the one place a run of a study is measured.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.measurement import Measurement, measure
@@ -42,6 +42,8 @@ class Job:
     model: Path
     trial: int = 0                   # AUTORESEARCH_TRIAL for the run: the trial's own number
     keep_model: bool = False         # leave the saved model at `model` (the loop scores a kept one's holdout)
+    timeout: float | None = None     # the hard wall-clock limit (None: the harness' budget + allowance)
+    pins: dict = field(default_factory=dict)     # `*_sha256` values the score must repeat (the data it read)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on
     """Measure one job where it runs (a worker process, a thread, a Ray task): the one call of measure()."""
     return measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
                    setup.rescore, on_progress, job.trial, on_start=on_start, keep_model=job.keep_model,
-                   holdout=setup.holdout)
+                   holdout=setup.holdout, timeout=job.timeout, pins=job.pins)
 
 
 def crashed(reason: str, log: Path | str = "", worker: str = "", node: str = "") -> Outcome:
