@@ -52,7 +52,7 @@ if MODE == "killparent": os.kill(os.getppid(), 9); time.sleep(1); sys.exit(0)
 if os.environ.get("AUTORESEARCH_TRIAL") == os.environ.get("AUTORESEARCH_FAKE_KILL_TRIAL"): os.kill(os.getppid(), 9)
 value = (X - 3) ** 2 + (Y - 3) ** 2 + 1 + (float("nan") if MODE == "nan" else 0.0)
 if MODE == "noisy": value += __import__("random").gauss(0, 0.05)
-if MODE == "loud": value += 0.3 * (os.path.basename(os.environ.get("AUTORESEARCH_MODEL_OUT", "a.pt")).count(".") - 1)
+if MODE == "loud": value += 0.3 * (os.path.basename(os.path.dirname(os.environ["AUTORESEARCH_MODEL_OUT"])).count(".") - 1)
 if os.environ.get("AUTORESEARCH_MODEL_OUT"): open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))
 print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"))
 print("step 00001 (50.0%) | loss: 1.000000 | remaining: 0s", flush=True)
@@ -227,11 +227,14 @@ def until(event, what: str) -> None:
 
 
 def trainers_of(where: str) -> list[int]:
-    """Live fake training processes whose folder contains `where` (a workspace, a Ray task's folder)."""
+    """Live processes of fake training runs in a folder containing `where` (a workspace, a Ray task's
+    folder): the run itself, by its folder, or the sandbox around it (bwrap), by its arguments (a
+    sandboxed run's own folder is not readable from outside)."""
     import psutil
     out = []
     for p in psutil.process_iter(["cmdline", "cwd", "status"]):
-        if ((p.info["cmdline"] or [""])[-1:] == ["train.py"] and str(where) in (p.info["cwd"] or "")
-                and p.info["status"] != psutil.STATUS_ZOMBIE):
+        argv = p.info["cmdline"] or [""]
+        if (argv[-1:] == ["train.py"] and p.info["status"] != psutil.STATUS_ZOMBIE
+                and (str(where) in (p.info["cwd"] or "") or any(str(where) in a for a in argv[:-1]))):
             out.append(p.pid)
     return out

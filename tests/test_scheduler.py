@@ -20,7 +20,7 @@ from autoresearch.executors.inline import InlineExecutor
 from autoresearch.executors.local import LocalExecutor
 from autoresearch.ledger import Ledger
 from autoresearch.trial import TrialState
-from tests.fakes import PATIENCE, check_ledger_and_git, gated, git, knobs, make_study, trainers_of, until, value
+from tests.fakes import PATIENCE, SANDBOXED, check_ledger_and_git, gated, git, knobs, make_study, trainers_of, until, value
 
 ROOT = Path(__file__).resolve().parents[1]
 def test_two_workers_keep_a_linear_branch(ws_xy):
@@ -85,8 +85,9 @@ def test_dying_runs_and_workers_are_crashes_and_the_study_goes_on(ws_xy):
     study.optimize(max_trials=3, executor=LocalExecutor(1))
     trials = check_ledger_and_git(ws_xy)
     assert [t.state for t in trials[1:]] == [TrialState.CRASH, TrialState.CRASH, TrialState.KEEP]
-    assert "exit code -9" in trials[1].reason
-    assert "worker process died" in trials[2].reason and "signal 9" in trials[2].reason
+    assert "exit code -9" in trials[1].reason or (SANDBOXED and "exit code 137" in trials[1].reason)
+    if not SANDBOXED:      # (in a sandbox the run's parent is the sandbox, which dies with it)
+        assert "worker process died" in trials[2].reason and "signal 9" in trials[2].reason
     assert trials[3].value == pytest.approx(value(2.0, 1.0))
 
 
@@ -149,7 +150,7 @@ def test_interrupt_cancels_runs_and_records_nothing_half_done(ws_xy):
 
     class Interrupting(LocalExecutor):
         def wait(self, handles, timeout=None):
-            if len(handles) == 2 and len(trainers_of(ws_xy)) == 2:     # both runs train
+            if len(handles) == 2 and len(trainers_of(ws_xy)) >= 2:     # the runs train
                 trainers.extend(trainers_of(ws_xy))
                 raise KeyboardInterrupt
             return super().wait(handles, timeout)
@@ -157,7 +158,7 @@ def test_interrupt_cancels_runs_and_records_nothing_half_done(ws_xy):
     study.optimize(max_trials=2, executor=Interrupting(2))
     trials = check_ledger_and_git(ws_xy)
     assert len(trials) == 1 and study.stop_reason == "interrupted"
-    assert len(trainers) == 2
+    assert len(trainers) >= 2
     until(lambda: not trainers_of(ws_xy), "the cancelled runs to die")
 
 
@@ -181,7 +182,7 @@ def test_resume_after_the_driver_is_killed(ws_xy):
     try:
         # the event: the first trials are recorded and two long runs are in flight
         until(lambda: len(ledger.load()) >= 4 and len((running.read(ledger_dir) or {}).get("trials", [])) == 2
-              and len(trainers_of(ws_xy)) == 2, "two runs in flight")
+              and len(trainers_of(ws_xy)) >= 2, "two runs in flight")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -214,5 +215,8 @@ def test_kept_trials_get_the_hidden_holdout_score_and_agents_never_see_it(tmp_pa
     assert all("holdout" not in t.extra for t in others)
     assert all("holdout" not in t.extra for c in agent.contexts for t in c.history)
     logs = root / ".autoresearch" / "logs"
-    assert {p.name for p in logs.glob("t-*.holdout.log")} == {f"t-{t.number}.holdout.log" for t in kept + trials[:1]}
+    # the baseline's every repeat (their spread is the holdout's noise), then each kept trial's model
+    assert {p.name for p in logs.glob("t-*.holdout.log")} == {"t-0.1.holdout.log", *(f"t-{t.number}.holdout.log"
+                                                                                     for t in kept + trials[:1])}
+    assert trials[0].extra["holdout_sd"] == 0.0
     assert not list((root / ".autoresearch" / "models").glob("*"))       # no model left behind
