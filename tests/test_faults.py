@@ -17,7 +17,7 @@ from autoresearch.errors import AgentError
 from autoresearch.ledger import Ledger
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
-from tests.fakes import SANDBOXED, ScriptedAgent, edit, git, knob, make_fake_workspace
+from tests.fakes import SANDBOXED, ScriptedAgent, edit, git, knob, make_fake_workspace, trainers_of, until
 
 
 FAULTS = {
@@ -72,11 +72,12 @@ def test_log_flood_does_not_fill_memory_or_disk(tmp_path):
 
 
 GIT = """#!/bin/sh
-# git, counted: kill -9 the tool right before or right after its $KP_AT-th git command
-n=$(cat "$KP_COUNTER" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$KP_COUNTER"
-if [ "$n" = "$KP_AT" ] && [ "$KP_WHEN" = before ]; then kill -9 $PPID; exit 1; fi
+# git, counted: kill -9 the tool right before or right after its $AUTORESEARCH_KP_AT-th git command
+# (AUTORESEARCH_* names: the tool passes those on to git)
+n=$(cat "$AUTORESEARCH_KP_COUNTER" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$AUTORESEARCH_KP_COUNTER"
+if [ "$n" = "$AUTORESEARCH_KP_AT" ] && [ "$AUTORESEARCH_KP_WHEN" = before ]; then kill -9 $PPID; exit 1; fi
 "{real}" "$@"; rc=$?
-if [ "$n" = "$KP_AT" ] && [ "$KP_WHEN" = after ]; then kill -9 $PPID; fi
+if [ "$n" = "$AUTORESEARCH_KP_AT" ] && [ "$AUTORESEARCH_KP_WHEN" = after ]; then kill -9 $PPID; fi
 exit $rc
 """
 
@@ -109,19 +110,25 @@ def test_kill_9_at_every_kind_of_instant_loses_nothing(tmp_path):
     (bin_ / "git").write_text(GIT.format(real=shutil.which("git")))
     (bin_ / "git").chmod(0o755)
     counter = tmp_path / "counter"
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), PATH=f"{bin_}:{os.environ['PATH']}", KP_COUNTER=str(counter))
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PATH=f"{bin_}:{os.environ['PATH']}", AUTORESEARCH_KP_COUNTER=str(counter))
     cmd = [sys.executable, "-m", "autoresearch", "run", "-C", str(ws), "--baseline-runs", "1", "--seed", "3",
            "--max-trials", "3"]
     rng = random.Random(7)
     counts, killed = [], 0
     for i in range(14):
         counter.write_text("0")
-        kill = {"KP_AT": str(rng.randint(1, 45)), "KP_WHEN": rng.choice(["before", "after"])}
-        if i % 5 == 4:       # the run of the next trial kills the tool mid-training
-            kill = {"AUTORESEARCH_FAKE_KILL_TRIAL": str(counts[-1] if counts else 0)}
-        r = subprocess.run(cmd, env=dict(env, **kill), capture_output=True, text=True, timeout=300)
-        assert r.returncode in (0, -signal.SIGKILL), r.stderr
-        killed += r.returncode == -signal.SIGKILL
+        kill = {"AUTORESEARCH_KP_AT": str(rng.randint(1, 45)),
+                "AUTORESEARCH_KP_WHEN": rng.choice(["before", "after"])}
+        if i % 5 == 4:       # killed while a run trains (the event: a training process of this workspace)
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            until(lambda: trainers_of(ws) or proc.poll() is not None, "a run to start")
+            proc.kill()
+            returncode, stderr = proc.wait(), proc.stderr.read()
+        else:
+            r = subprocess.run(cmd, env=dict(env, **kill), capture_output=True, text=True, timeout=300)
+            returncode, stderr = r.returncode, r.stderr
+        assert returncode in (0, -signal.SIGKILL), stderr
+        killed += returncode == -signal.SIGKILL
         trials, rows = _consistent(ws, settled=False) if (ws / ".autoresearch/t/trials.jsonl").exists() else ([], [])
         counts.append(len(trials))
     assert counts == sorted(counts) and killed >= 7, (counts, killed)      # never backwards; most were kills
