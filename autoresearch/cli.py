@@ -113,11 +113,7 @@ def _cmd_run(args) -> int:
         options["base_url"] = args.base_url
     display = Console(metric=harness.metric)
     study = Study(ws, agent=config.agent, agent_options=options, config=config, display=display)
-    if config.workers > 1 or config.executor != "local":
-        from autoresearch.executors import parallel_optimize
-        parallel_optimize(study)
-    else:
-        study.optimize()
+    study.optimize()
     from autoresearch import report
     report.write(ws, harness, study.trials)
     print(report.summary(study.trials, harness.metric, harness.direction, ws.tag))
@@ -125,11 +121,11 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from autoresearch import report
+    from autoresearch import report, running
     from autoresearch.study import load_trials
     ws, harness, trials = load_trials(args.workspace, args.tag)
     dir_ = ws.root / ".autoresearch" / ws.tag
-    print(report.summary(trials, harness.metric, harness.direction, ws.tag, report.running(dir_), last=args.last))
+    print(report.summary(trials, harness.metric, harness.direction, ws.tag, running.read(dir_), last=args.last))
     python, where = harness.interpreter()
     print(f"\npython    {python} ({where})")
     held, not_held = harness.protection()
@@ -180,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             print(adopt(args.directory, run=args.run, seconds=args.seconds, force=args.force))
             return 0
         if args.command == "prepare":
-            from autoresearch.study import prepare
+            from autoresearch.preparation import prepare
             prepare(args.workspace, progress=lambda line: print(line, flush=True))
             return 0
         return {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "agents": _cmd_agents}[args.command](args)

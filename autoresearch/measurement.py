@@ -9,7 +9,6 @@ the Harness, so the local study and a Ray worker on another node call the same c
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import runner
+from autoresearch.hashing import checksums
 from autoresearch.sandbox import Sandbox
 from autoresearch.trial import TrialState
 
@@ -31,14 +31,6 @@ class Measurement:
     reason: str = ""
     holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
     pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
-
-
-def checksums(root: Path, names) -> dict[str, str]:
-    out = {}
-    for name in names:
-        p = Path(root) / name
-        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
-    return out
 
 
 def harness_env(harness, extra: dict | None = None) -> dict:

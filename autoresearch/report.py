@@ -9,11 +9,11 @@ points labelled with their descriptions.
 from __future__ import annotations
 
 import collections
-import json
-import os
 import time
 from pathlib import Path
 
+from autoresearch import noise
+from autoresearch.running import read as running  # noqa: F401  (running.json is running.py's)
 from autoresearch.trial import Trial, TrialState
 
 
@@ -24,20 +24,6 @@ def _fmt(v) -> str:
 def counts(trials: list[Trial]) -> dict[str, int]:
     c = collections.Counter(t.state.value for t in trials if t.kind != "baseline")
     return {s.value: c.get(s.value, 0) for s in TrialState}
-
-
-def running(ledger_dir: Path) -> dict | None:
-    """The trial in flight, if the process that wrote running.json is alive."""
-    path = ledger_dir / "running.json"
-    try:
-        info = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    try:
-        os.kill(int(info.get("pid", 0)), 0)
-    except (ProcessLookupError, PermissionError, ValueError, OverflowError):
-        return None
-    return info
 
 
 def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "minimize", tag: str = "",
@@ -60,6 +46,9 @@ def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "mini
             lines.append(f"holdout   {_fmt(best.extra['holdout'])} for the best vs {_fmt(baseline.extra['holdout'])} "
                          f"for the baseline ({best.extra['holdout'] - baseline.extra['holdout']:+.6f}; the split no "
                          f"agent sees: a val gain that does not show here is overfitting to val)")
+    warning = noise.warning_for(trials)
+    if warning:
+        lines.append(f"warning   {warning}")
     c = counts(trials)
     lines.append("states    " + ", ".join(f"{k} {v}" for k, v in c.items()))
     cost = sum(t.cost_usd for t in trials)
