@@ -40,8 +40,9 @@ def harness_env(harness, extra: dict | None = None) -> dict:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:
         env["AUTORESEARCH_DATA"] = harness.data
-    if "AUTORESEARCH_CACHE" in os.environ:
-        env["AUTORESEARCH_CACHE"] = os.environ["AUTORESEARCH_CACHE"]
+    # always the resolved path: a sandboxed run's HOME is its scratch folder, where ~/.cache is empty
+    env["AUTORESEARCH_CACHE"] = os.environ.get("AUTORESEARCH_CACHE") or os.path.join(os.path.expanduser("~"),
+                                                                                     ".cache", "autoresearch")
     env.update(extra or {})
     return runner.scrub_env(extra=env)
 
