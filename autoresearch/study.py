@@ -73,6 +73,8 @@ class Study:
             self.agent_name = getattr(agent, "name", type(agent).__name__)
         self.display = display or Quiet()
         self.executor = executor
+        from autoresearch import tracking        # MLflow etc.: after each ledger row, never in the loop's way
+        self.tracker = tracking.for_study(self.ws, self.harness, report=self.display.message)
         self.ledger = Ledger(self.ws.root, self.ws.tag, self.harness.metric)
         self.judge = Judge(self.harness.direction, self.config.sigma, self.config.min_delta,
                            self.config.confirm_band, self.config.max_repeats, self.config.prior_sd)
@@ -162,6 +164,7 @@ class Study:
                   cfg.max_cost if max_cost is None else max_cost)
         agents_mod.check(self.agent)
         self.reconcile()
+        self.tracker.resume(self.trials)         # log what an earlier session could not
         self._check_prepared()
         h = self.harness
         self.display.message(f"study on {self.ws.branch} in {self.ws.root} (agent {self.agent_name}, profile "
@@ -505,6 +508,7 @@ class Study:
 
     def _record(self, trial: Trial) -> None:
         self.ledger.append(trial)
+        self.tracker.after_record(trial)
         self.trials.append(trial)
         self.display.trial_done(trial, self.best if trial.state != TrialState.KEEP else trial)
 
