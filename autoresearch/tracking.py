@@ -52,6 +52,10 @@ def for_study(ws, harness, uri: str | None = None, flag: bool = False, report=No
     table = harness.section("tracking") or {}
     if not flag and not table.get("mlflow"):
         return NoTracking()
+    import importlib.util
+    if importlib.util.find_spec("mlflow") is None:
+        from autoresearch.errors import ConfigError
+        raise ConfigError("MLflow tracking is asked for but mlflow is not installed: pip install 'autoresearch[mlflow]'")
     uri = uri or table.get("mlflow") or os.environ.get("MLFLOW_TRACKING_URI") or ""
     if not uri or uri is True:
         uri = f"sqlite:///{Path(ws.root) / '.autoresearch' / 'mlflow.db'}"
