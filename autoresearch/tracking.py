@@ -170,6 +170,7 @@ class MLflowTracker:
         if self._client is None:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")   # we retry, with the study going on
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_S)
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # not over the live line
             from mlflow.tracking import MlflowClient
             client = MlflowClient(tracking_uri=self.uri)
             exp = client.get_experiment_by_name(self.tag)
