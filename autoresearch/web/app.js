@@ -219,7 +219,12 @@
       diff.append(el("div", { class: "dl " + cls }, line === "" ? " " : line));
     }
     $("log").textContent = d.log_tail || d.crash_tail || "(no log)";
-    const answer = t.answer || (d.agent && (d.agent.answer || d.agent.reasoning)) || "";
+    // the agent's answer where its proposal recorded one (extra.answer / reasoning), else what it did record
+    const rec = d.agent || {};
+    let answer = t.answer || rec.answer || rec.reasoning || "";
+    if (!answer && Object.keys(rec).length) {
+      answer = Object.keys(rec).map(k => k + ": " + (typeof rec[k] === "object" ? JSON.stringify(rec[k]) : rec[k])).join("\n");
+    }
     $("answer-box").hidden = !answer;
     $("answer").textContent = answer;
   }
