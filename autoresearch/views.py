@@ -169,8 +169,23 @@ def noise_sd(trials: list[Trial]) -> float:
     return math.sqrt(ss / dof) if dof else 0.0
 
 
+def with_best_reruns(trials: list[Trial]) -> list[Trial]:
+    """A close call may have re-measured the best: those values belong to the best's trial (as the
+    study reads them back on resume), so its mean and the noise are the judge's."""
+    trials = list(trials)
+    index = {t.number: i for i, t in enumerate(trials)}
+    for t in list(trials):
+        for number, values in (t.extra.get("best_reruns") or {}).items():
+            i = index.get(int(number))
+            if i is not None and values:
+                grown = trials[i].values + tuple(values)
+                trials[i] = trials[i].replace(values=grown, value=statistics.fmean(grown))
+    return trials
+
+
 def build(trials: list[Trial], metric: str, direction: str, tag: str) -> dict:
     """The page's data from the trials alone: rows with deltas, running best, counts, lineage."""
+    trials = with_best_reruns(trials)
     baseline = next((t for t in trials if t.kind == "baseline" and t.value is not None), None)
     by_commit = {t.commit: t.number for t in trials if t.commit and t.state == TrialState.KEEP}
     rows, best, best_line, branching = [], None, [], False

@@ -195,18 +195,20 @@ def test_the_live_dashboard_in_chromium(study_ws, browser, tmp_path):
         _click_shows_diff(page)
         _shot(page, "dashboard.png")
         assert page.is_hidden("#lineage")                   # every parent so far was the best
-        # the study goes on: a new row in the ledger shows up without a reload; this one was proposed
-        # on the baseline while trial 1 was the best (as in a parallel study), so the lineage appears
+        # the study goes on: new rows show up without a reload. Trial n is kept; trial n+1 was proposed
+        # on the best before it (as in a parallel study), so the lineage tree appears
         ledger = Ledger(root, "dash")
         trials = ledger.load()
-        ledger.append(trials[1].replace(number=n, description="a trial recorded while the page is open",
-                                        state=TrialState.DISCARD, parent=trials[0].commit))
-        page.wait_for_function(f"document.querySelectorAll('#trials tbody tr.trial-row').length === {n + 1}")
-        assert "recorded while the page is open" in page.inner_text("#trials")
-        if trials[1].state == TrialState.KEEP:
-            page.wait_for_selector("#lineage svg circle")
-            assert page.locator("#tree svg circle").count() == sum(1 for t in trials if t.commit) + 1
-            _shot(page, "dashboard-lineage.png")
+        best = [t for t in trials if t.state == TrialState.KEEP][-1]
+        ledger.append(trials[1].replace(number=n, description="kept while the page is open", state=TrialState.KEEP,
+                                        commit="f" * 40, parent=best.commit))
+        ledger.append(trials[1].replace(number=n + 1, description="proposed on the best before it",
+                                        state=TrialState.DISCARD, commit="e" * 40, parent=best.commit))
+        page.wait_for_function(f"document.querySelectorAll('#trials tbody tr.trial-row').length === {n + 2}")
+        assert "kept while the page is open" in page.inner_text("#trials")
+        page.wait_for_selector("#lineage svg circle")
+        assert page.locator("#tree svg circle").count() == sum(1 for t in trials if t.commit) + 2
+        _shot(page, "dashboard-lineage.png")
         assert errors == []
     finally:
         board.stop()

@@ -68,3 +68,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert cli.main(["dashboard", "-C", str(root), "--port", str(busy.getsockname()[1])]) == 1
     err = capsys.readouterr().err
     assert "cannot listen on 127.0.0.1" in err and "--port" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_best_rerun_on_a_close_call_counts_for_the_best():
+    trials = [_t(0, K, 2.0, "a", "a", [2.0], kind="baseline"),
+              _t(1, D, 1.925, "b", "a", [1.9, 1.95], extra={"best_reruns": {"0": [2.2]}})]
+    snap = views.build(trials, "val_bpb", "minimize", "x")
+    assert snap["baseline"]["value"] == 2.1 and snap["baseline"]["runs"] == 2
+    assert math.isclose(snap["trials"][1]["delta_best"], 1.925 - 2.1)

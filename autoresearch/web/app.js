@@ -156,7 +156,9 @@
   }
   function moveTip(ev) {
     const tip = $("tip");
-    tip.style.left = (ev.pageX + 14) + "px";
+    const w = tip.offsetWidth || 300;
+    const right = ev.pageX + 14 + w > window.scrollX + document.documentElement.clientWidth;
+    tip.style.left = (right ? ev.pageX - 14 - w : ev.pageX + 14) + "px";
     tip.style.top = (ev.pageY + 14) + "px";
   }
   function hideTip() { $("tip").style.display = "none"; }
