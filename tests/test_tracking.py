@@ -39,7 +39,9 @@ def _start_server(tmp, port):
     proc = subprocess.Popen([exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
                              "--artifacts-destination", str(tmp / "artifacts")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            # no background job runner (a dozen worker processes): runs and artifacts only
+                            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):          # waits for the server's answer, not for a duration
         if proc.poll() is not None:
