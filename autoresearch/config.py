@@ -33,6 +33,7 @@ class Config:
     executor: str = "local"           # local | ray
     ray_address: str = ""             # join this Ray cluster; "" = start a local one
     rescore: bool = True              # re-score with the harness' protected evaluator when it has one
+    sandbox: str = "auto"             # auto (bubblewrap where it works) | bwrap (required) | none
 
     @classmethod
     def load(cls, table: dict | None = None, environ: dict | None = None, **flags) -> "Config":
@@ -61,6 +62,8 @@ class Config:
             raise ConfigError("workers must be at least 1")
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"unknown executor {self.executor!r}; known: local, ray")
+        if self.sandbox not in ("auto", "bwrap", "none"):
+            raise ConfigError(f"sandbox = {self.sandbox!r}: use auto, bwrap or none")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
 

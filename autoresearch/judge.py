@@ -97,3 +97,12 @@ class Judge:
         else:
             verdict = KEEP if improvement > threshold else DISCARD
         return Decision(verdict, improvement, threshold, self.sd, (nc, nb))
+
+
+def overfits(candidate: float, best: float, holdout_sd: float, direction: str = "minimize",
+             sigma: float = 2.0) -> bool:
+    """A val gain that does not carry over: the candidate's holdout score is worse than the best's by
+    more than sigma standard errors of the difference of two single holdout runs (holdout_sd from the
+    baseline's repeats). The agent is told only that, never the numbers."""
+    worse = candidate - best if direction == "minimize" else best - candidate
+    return worse > sigma * math.sqrt(2.0) * holdout_sd

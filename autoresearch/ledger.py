@@ -9,8 +9,12 @@ Each row is flushed and fsynced before git moves.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
+import re
 from pathlib import Path
 
 from autoresearch.trial import Trial, TrialState
@@ -18,9 +22,17 @@ from autoresearch.trial import Trial, TrialState
 HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 
-def _clean(text: str) -> str:
-    """One line, no tabs: a description must not break the TSV."""
-    return " ".join(str(text).replace("\t", " ").split())
+def clean(text: str, limit: int = 0) -> str:
+    """One line of printable text: control characters (NUL, tabs, newlines, escapes) become spaces."""
+    text = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", str(text)).split())
+    return text[:limit] if limit else text
+
+
+def _fields(*values) -> str:
+    """A TSV row that csv and pandas readers split into exactly these fields (a quote is quoted)."""
+    buf = io.StringIO()
+    csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(values)
+    return buf.getvalue()
 
 
 def tsv_row(trial: Trial, metric: str = "val_bpb") -> str:
@@ -31,7 +43,7 @@ def tsv_row(trial: Trial, metric: str = "val_bpb") -> str:
     desc = trial.description
     if trial.state not in (TrialState.KEEP, TrialState.DISCARD, TrialState.CRASH):
         desc = f"[{trial.state.value}] {desc}"
-    return f"{(trial.commit or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{trial.state.tsv_status}\t{_clean(desc)}\n"
+    return _fields((trial.commit or "0000000")[:7], f"{value:.6f}", f"{mem:.1f}", trial.state.tsv_status, clean(desc))
 
 
 def _append(path: Path, text: str) -> None:
@@ -65,6 +77,14 @@ class Ledger:
             except (json.JSONDecodeError, KeyError, ValueError, TypeError):
                 continue
         return trials
+
+    def digest(self) -> str:
+        """sha256 of the ledger's files by content: any rewrite shows, whatever its size and mtime."""
+        h = hashlib.sha256()
+        for p in (self.jsonl, self.tsv, self.meta_path):
+            h.update(p.read_bytes() if p.exists() else b"<missing>")
+            h.update(b"\0")
+        return h.hexdigest()
 
     def meta(self) -> dict:
         return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import runner
+from autoresearch.sandbox import Sandbox
 from autoresearch.trial import TrialState
 
 NOT_FINITE = 5      # a score command's exit code for "the metric is NaN or infinite": a crash, not a forgery
@@ -27,6 +30,7 @@ class Measurement:
     result: runner.RunResult
     reason: str = ""
     holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
+    pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
 
 
 def checksums(root: Path, names) -> dict[str, str]:
@@ -54,14 +58,63 @@ def tail_lines(text: str, n: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
+def budget_limit(budget: float, steps: float | None = None, claimed: float = 0.0) -> float:
+    """The most training seconds a run may claim: the budget plus a stated allowance for the step that
+    crosses it: 2 s, 10% of the budget, or two mean steps (from the run's num_steps) where steps are
+    long (a loaded machine, a tiny budget), but never more than the budget again."""
+    step = claimed / steps if steps and steps > 0 else 0.0
+    return budget + max(2.0, 0.1 * budget, min(budget, 2.0 * step))
+
+
+def hard_limit(harness, overhead: float | None) -> float:
+    """Wall seconds after which a run is killed: the budget's limit plus the start-up and evaluation
+    time measured on the baseline (overhead), twice over and 30 s more; before any measurement, or
+    where the harness states its allowance, budget + allowance."""
+    if not overhead or harness.allowance:
+        return harness.timeout
+    return 1.5 * harness.budget + 2.0 * overhead + 30.0
+
+
+@dataclass(frozen=True)
+class Walls:
+    """The sandbox and what it hides, for one run in one folder (see autoresearch/sandbox.py)."""
+    box: Sandbox
+    hidden: tuple = ()
+    readable: tuple = ()
+
+    @classmethod
+    def of(cls, harness, box: Sandbox | None) -> "Walls":
+        """box None: the study's mode (AUTORESEARCH_SANDBOX, set by the study for its workers too)."""
+        if box is None:
+            from autoresearch import sandbox
+            box = sandbox.detect(os.environ.get("AUTORESEARCH_SANDBOX", "auto"))
+        return cls(box, tuple(harness.paths("hidden")), tuple(harness.paths("readable")))
+
+    def wrap(self, argv, cwd, scratch, readable=()) -> list[str]:
+        return self.box.wrap(argv, cwd, scratch, hidden=self.hidden, readable=(*self.readable, *readable))
+
+    def prefix(self, cwd, readable=()) -> str:
+        """The argv prefix (JSON) a scorer puts before its model workers, `{scratch}` their folder."""
+        if not self.box.enforced:
+            return "[]"
+        marker = "/autoresearch-scratch-marker"
+        argv = self.wrap([], cwd, marker, readable)
+        return json.dumps([a.replace(marker, "{scratch}") for a in argv])
+
+
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
             rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
-            keep_model: bool = False, holdout: bool = False) -> Measurement:
+            keep_model: bool = False, holdout: bool = False, sandbox: Sandbox | None = None,
+            timeout: float | None = None, pins: dict | None = None) -> Measurement:
     """Run the harness once in root and classify the outcome. Never raises for the run's faults.
     holdout: also score the hidden holdout split after a run of record (where only the run's node
     has the model: the parallel scheduler; the serial loop scores kept models only).
-    The saved model is deleted afterwards unless keep_model (then the caller deletes it)."""
+    The run writes only into a scratch folder beside `model` (sandboxed: nothing else is writable),
+    which is deleted afterwards; the model it saved there moves to `model`, and is deleted too
+    unless keep_model (then the caller deletes it). timeout: the hard wall-clock limit (default:
+    the harness'); pins: `*_sha256` values an earlier score printed, which this one must repeat."""
     root = Path(root)
+    walls = Walls.of(harness, sandbox)
 
     def changed():
         now = checksums(root, harness.readonly)
@@ -73,43 +126,74 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
                            f"read-only file changed: {', '.join(bad)}")
     model.parent.mkdir(parents=True, exist_ok=True)
     model.unlink(missing_ok=True)
+    scratch = model.parent / f"{model.stem}.scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "home").mkdir(parents=True)
     scoring = bool(harness.score and rescore)
-    extra = {"AUTORESEARCH_MODEL_OUT": str(model), "AUTORESEARCH_TRIAL": str(trial)}
+    extra = {"AUTORESEARCH_MODEL_OUT": str(scratch / "model.pt"), "AUTORESEARCH_TRIAL": str(trial)}
+    if walls.box.enforced:      # the home folder and /tmp are empty and read-only in there
+        extra.update(HOME=str(scratch / "home"), TMPDIR=str(scratch), XDG_CACHE_HOME=str(scratch / "home"))
     if scoring:
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     env = harness_env(harness, extra)
     try:
-        result = runner.run(runner.command(harness.run), root, harness.timeout, log, env=env,
-                            memory_limit_mb=memory_limit_mb or None, on_progress=on_progress, on_start=on_start,
-                            preload=harness.preload, spares=2 if scoring else 1)
+        result = runner.run(walls.wrap(runner.command(harness.run), root, scratch), root,
+                            timeout or harness.timeout, log, env=env, memory_limit_mb=memory_limit_mb or None,
+                            on_progress=on_progress, on_start=on_start, preload=harness.preload,
+                            spares=2 if scoring else 1, watch=scratch,
+                            max_write_bytes=int(harness.max_write_mb * 2**20))
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
-        m = _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start)
+        saved = scratch / "model.pt"
+        if saved.is_file() and not saved.is_symlink():
+            os.replace(saved, model)
+        shutil.rmtree(scratch, ignore_errors=True)
+        m = _classify(root, harness, result, model, changed, memory_limit_mb, rescore, on_start, walls, pins or {})
         if holdout and m.state == TrialState.KEEP:
             m = dataclasses.replace(m, holdout=score_holdout(root, harness, model, Path(log).with_suffix(".holdout.log"),
-                                                             memory_limit_mb))
+                                                             memory_limit_mb, sandbox))
         return m
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if not keep_model:
             model.unlink(missing_ok=True)     # models are large; the commit reproduces one
 
 
-def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: float = 0.0) -> float | None:
+def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: float = 0.0,
+                  sandbox: Sandbox | None = None) -> float | None:
     """The harness' holdout score of a saved model, or None (no holdout command, or it failed)."""
     if not harness.holdout or not model.exists():
         return None
-    env = harness_env(harness, {"AUTORESEARCH_MODEL_OUT": str(model)})
-    r = runner.run(runner.command(harness.holdout, model=str(model)), root, max(120.0, harness.timeout), log,
-                   env=env, memory_limit_mb=memory_limit_mb or None, preload=harness.preload)
+    r = _score(harness.holdout, root, harness, model, log, memory_limit_mb, Walls.of(harness, sandbox))
     return r.metric(harness.metric) if r.returncode == 0 else None
 
 
-def _classify(root, harness, result, model, env, changed, memory_limit_mb, rescore, on_start=None) -> Measurement:
+def _score(text, root, harness, model, log, memory_limit_mb, walls, on_start=None) -> runner.RunResult:
+    """A score command: trusted code (read-only files), run outside the sandbox in an isolated interpreter;
+    it starts the model's code through the walls it is handed (AUTORESEARCH_WALLS)."""
+    scratch = Path(log).with_suffix(".scratch")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    env = harness_env(harness, {"AUTORESEARCH_WALLS": walls.prefix(root, readable=(model,)),
+                                "AUTORESEARCH_SCRATCH": str(scratch), "AUTORESEARCH_MODULES": harness.modules()})
+    try:
+        return runner.run(runner.command(text, isolated=True, model=str(model)), root, max(120.0, harness.timeout),
+                          log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start,
+                          preload=harness.preload)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _classify(root, harness, result, model, changed, memory_limit_mb, rescore, on_start, walls,
+              pins) -> Measurement:
     bad = changed()
     if bad:
         return Measurement(TrialState.INVALID, None, result, f"the run changed read-only file(s): {', '.join(bad)}")
     tail = tail_lines(result.tail)
     if result.timed_out:
         return Measurement(TrialState.TIMEOUT, None, result, f"timeout after {result.seconds:.0f} s\n{tail}")
+    if result.killed == "writes":
+        return Measurement(TrialState.INVALID, None, result, f"wrote more than {harness.max_write_mb:.0f} MB "
+                                                            f"(max_write_mb)\n{tail}")
     if result.killed == "memory":
         return Measurement(TrialState.CRASH, None, result, f"out of memory (limit {memory_limit_mb:.0f} MB)\n{tail}")
     if result.returncode != 0:
@@ -125,15 +209,17 @@ def _classify(root, harness, result, model, env, changed, memory_limit_mb, resco
     if claimed is not None and claimed > result.seconds + 2.0:
         return Measurement(TrialState.INVALID, None, result,
                            f"claims {claimed:.1f} s of training in a run that took {result.seconds:.1f} s")
+    limit = budget_limit(harness.budget, result.metric("num_steps"), claimed or 0.0)
+    if claimed is not None and harness.budget and claimed > limit:
+        return Measurement(TrialState.INVALID, None, result, f"trained {claimed:.1f} s on a budget of "
+                                                            f"{harness.budget:g} s (at most {limit:.1f} s with the allowance)")
     if not scoring:
         return Measurement(TrialState.KEEP, printed, result)
     if not model.exists():
         return Measurement(TrialState.INVALID, None, result,
                            f"no saved model at {model.name} for the protected evaluator to score")
-    score_log = Path(result.log_path).with_suffix(".score.log")
-    scored = runner.run(runner.command(harness.score, model=str(model)), root, max(120.0, harness.timeout),
-                        score_log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start,
-                        preload=harness.preload)
+    scored = _score(harness.score, root, harness, model, Path(result.log_path).with_suffix(".score.log"),
+                    memory_limit_mb, walls, on_start)
     value = scored.metric(harness.metric)
     if scored.returncode == NOT_FINITE:
         return Measurement(TrialState.CRASH, None, result, f"the model's {harness.metric} is not finite "
@@ -144,4 +230,9 @@ def _classify(root, harness, result, model, env, changed, memory_limit_mb, resco
     if printed is not None and abs(value - printed) > harness.score_tolerance * max(1.0, abs(value)):
         return Measurement(TrialState.INVALID, None, result,
                            f"printed {harness.metric} {printed:.6f} but the protected evaluator measured {value:.6f}")
-    return Measurement(TrialState.KEEP, value, result)
+    now = {k: str(v) for k, v in scored.summary.items() if k.endswith("_sha256")}
+    moved = [k for k, v in now.items() if pins.get(k, v) != v]
+    if moved:
+        return Measurement(TrialState.INVALID, None, result, f"the files the evaluator read changed during the study "
+                                                            f"({', '.join(f'{k} {now[k]}, was {pins[k]}' for k in moved)})")
+    return Measurement(TrialState.KEEP, value, result, pins=now)

@@ -45,12 +45,26 @@ def scrub_env(environ: dict | None = None, extra: dict | None = None) -> dict:
     return env
 
 
-def command(text: str, **fmt) -> list[str]:
-    """Split a run command; a leading `python` means the interpreter the tool runs under."""
+def command(text: str, isolated: bool = False, **fmt) -> list[str]:
+    """Split a run command; a leading `python` means the interpreter the tool runs under.
+    isolated: that interpreter runs with -I (no script folder, cwd or PYTHON* variables on its path),
+    for the trusted commands (the scorer) that must import nothing a run could have left behind."""
     argv = [part.format(**fmt) if fmt else part for part in shlex.split(text)]
     if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
+        argv[0:1] = [sys.executable, "-I"] if isolated else [sys.executable]
     return argv
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes in the files under path (what a run wrote into its scratch folder)."""
+    total = 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def parse_summary(text: str) -> dict[str, float]:
@@ -85,7 +99,7 @@ class RunResult:
     summary: dict = field(default_factory=dict)
     tail: str = ""                  # the last few KB of output, for crash reports and agents
     peak_rss_mb: float = 0.0
-    killed: str = ""                # "timeout", "memory", "signal" or ""
+    killed: str = ""                # "timeout", "memory", "writes", "signal" or ""
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
 
     @property
@@ -208,11 +222,12 @@ def die_with_parent() -> None:
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
         max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = (),
-        spares: int = 0) -> RunResult:
+        spares: int = 0, watch: Path | None = None, max_write_bytes: int = 0) -> RunResult:
     """Run argv in cwd and wait, at most `timeout` wall seconds. Never raises for the child's faults.
     preload: modules a `python FILE.py` command imports anyway; it then runs in a spare interpreter
     that has imported them already (autoresearch/warm.py), when one is ready. spares: how many such
-    interpreters to have ready for the commands that follow, started while this one runs."""
+    interpreters to have ready for the commands that follow, started while this one runs.
+    watch: a folder the command writes to; past max_write_bytes in it the command is killed."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress()
@@ -232,7 +247,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             on_start(proc.pid)          # the process group id too: the study records it for resume
         drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
         drain.start()
-        killed, peak, last_mem = "", 0.0, 0.0
+        killed, peak, last_mem, last_du = "", 0.0, 0.0, 0.0
         try:
             while proc.poll() is None:
                 now = time.monotonic()
@@ -245,6 +260,11 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                     peak = max(peak, rss)
                     if memory_limit_mb and rss > memory_limit_mb:
                         killed = "memory"
+                        break
+                if watch is not None and max_write_bytes and now - last_du >= 1.0:
+                    last_du = now
+                    if tree_bytes(watch) > max_write_bytes:
+                        killed = "writes"
                         break
                 time.sleep(0.05)
         except BaseException:
@@ -261,8 +281,9 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             note = f"\n[autoresearch: {drain.total - drain.written} bytes of output not kept in this log; tail follows]\n"
             log.write(note.encode() + drain.tail_text()[-65536:].encode())
         if killed:
-            what = (f"killed after {timeout:.0f} s (budget + allowance)" if killed == "timeout" else
-                    f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb or 0:.0f} MB")
+            what = {"timeout": f"killed after {timeout:.0f} s (budget + allowance)",
+                    "memory": f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb or 0:.0f} MB",
+                    "writes": f"killed: wrote more than {max_write_bytes / 2**20:.0f} MB"}[killed]
             log.write(f"\n[autoresearch: {what}]\n".encode())
     tail = drain.tail_text()
     if killed:

@@ -41,7 +41,7 @@ from autoresearch.errors import AgentError, AutoresearchError
 from autoresearch.executors import Executor, Job, Setup
 from autoresearch.judge import CONFIRM, DISCARD, KEEP
 from autoresearch.trial import Trial, TrialState
-from autoresearch.workspace import Workspace, _identity_args
+from autoresearch.workspace import Workspace, _identity_args, git_argv, git_env
 
 POLL = 0.05          # seconds between looks at the executor and the proposal queue
 
@@ -392,8 +392,8 @@ class Scheduler:
             for other in running:
                 if other.base != cand.base:
                     continue
-                r = subprocess.run(["git", "merge-tree", "--write-tree", "--no-messages", other.commit, cand.commit],
-                                   cwd=self.ws.root, capture_output=True, text=True)
+                r = subprocess.run(git_argv("merge-tree", "--write-tree", "--no-messages", other.commit, cand.commit),
+                                   cwd=self.ws.root, capture_output=True, text=True, env=git_env())
                 if r.returncode == 1:       # 1: conflicts; 0: merges cleanly; else: git cannot tell
                     cand.at_risk = True
                     with self._cv:
@@ -472,8 +472,8 @@ class Scheduler:
             self._ident = _identity_args(self.ws.root)
         with self._git:
             wt.git("reset", "-q", "--hard", best.commit)      # a detached worktree: HEAD moves, no branch
-            r = subprocess.run(["git", *self._ident, "cherry-pick", old_commit], cwd=cand.path,
-                               capture_output=True, text=True)
+            r = subprocess.run(git_argv(*self._ident, "cherry-pick", old_commit), cwd=cand.path,
+                               capture_output=True, text=True, env=git_env())
             if r.returncode == 0:
                 picked = wt.head()
             else:

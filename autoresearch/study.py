@@ -20,13 +20,13 @@ import time
 
 
 from autoresearch import agents as agents_mod
-from autoresearch import knobs, runner
+from autoresearch import knobs, runner, sandbox
 from autoresearch.config import Config
 from autoresearch.display import Quiet
 from autoresearch.errors import AgentError, AutoresearchError, NotPreparedError, WorkspaceError
 from autoresearch.harness import Harness
-from autoresearch.judge import CONFIRM, KEEP, Judge
-from autoresearch.ledger import Ledger
+from autoresearch.judge import CONFIRM, KEEP, Judge, overfits
+from autoresearch.ledger import Ledger, clean
 from autoresearch.measurement import Measurement, harness_env, measure, score_holdout
 from autoresearch.trial import Trial, TrialState
 from autoresearch.workspace import Workspace, init  # noqa: F401  (API: autoresearch.init)
@@ -80,6 +80,9 @@ class Study:
                            self.config.confirm_band, self.config.max_repeats, self.config.prior_sd)
         self.trials: list[Trial] = []
         self.best: Trial | None = None
+        self.sandbox = None
+        self._pins: dict = {}
+        self._overhead: float | None = None
         self.stop_reason = ""
         self._readonly_sums: dict[str, str] = {}
         self._failures = 0
@@ -116,6 +119,7 @@ class Study:
                     "direction": self.harness.direction, "profile": self.harness.profile}
             ledger.write_meta(meta)
         self._readonly_sums = meta.get("readonly") or ws.checksums(self.harness.readonly)
+        self._pins, self._overhead = dict(meta.get("pins") or {}), meta.get("overhead")
         # a close call may have re-measured the best: those values belong to the best's trial
         by_number = {t.number: i for i, t in enumerate(trials)}
         for t in list(trials):
@@ -163,6 +167,11 @@ class Study:
         limits = (cfg.max_trials if max_trials is None else max_trials, cfg.hours if hours is None else hours,
                   cfg.max_cost if max_cost is None else max_cost)
         agents_mod.check(self.agent)
+        self.sandbox = sandbox.detect(cfg.sandbox)
+        os.environ["AUTORESEARCH_SANDBOX"] = cfg.sandbox      # the executors' workers use the same walls
+        if not self.sandbox.enforced:
+            self.display.message(f"warning: {self.sandbox.note}")
+        sandbox.private()
         self.reconcile()
         self.tracker.resume(self.trials)         # log what an earlier session could not
         self._check_prepared()
@@ -248,15 +257,29 @@ class Study:
             raise AutoresearchError(f"the baseline failed ({last.state.value}: {last.reason.splitlines()[0] if last.reason else ''}); "
                                     f"fix the harness, see the log {last.result.log_path}")
         self._fit_noise_with(values)
+        self._pin_baseline(last, seconds - training, len(values))
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
                             reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
-                            extra=self._holdout(number, len(values)))
+                            extra=self._holdout(number, len(values), every=True))
         self._drop_models(number)
         ws.pin(number, commit)
         self._record(trial)
         self.best = trial
         self._fit_noise()
+
+    def _pin_baseline(self, m: Measurement, overhead: float, runs: int) -> None:
+        """What later runs are held to: the data the evaluator read (its *_sha256 lines) and the wall
+        seconds a run takes besides training (start-up, compile), from which the hard limit follows."""
+        meta = self.ledger.meta()
+        self._pins = dict(m.pins)
+        self._overhead = max(0.0, overhead / max(1, runs))
+        meta.update(pins=self._pins, overhead=self._overhead)
+        self.ledger.write_meta(meta)
+
+    def _limits(self) -> dict:
+        from autoresearch.measurement import hard_limit
+        return dict(sandbox=self.sandbox, pins=self._pins, timeout=hard_limit(self.harness, self._overhead))
 
     def _fit_noise(self) -> None:
         self.judge.fit(t.values for t in self.trials if len(t.values) >= 2)
@@ -279,7 +302,7 @@ class Study:
                 last_failure = t.extra.get("tail", "") or t.reason
                 break
         # the hidden holdout score never reaches an agent
-        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k != "holdout"}) for t in self.trials}
+        hide = {t.number: t.replace(extra={k: v for k, v in t.extra.items() if k not in ("holdout", "holdout_sd")}) for t in self.trials}
         return agents_mod.Context(root=self.ws.root, program=program, files=files, editable=h.editable,
                                   readonly=h.readonly, history=tuple(hide.values()),
                                   best=hide.get(self.best.number) if self.best else None,
@@ -295,6 +318,7 @@ class Study:
         started = time.time()
         self._running({"number": number, "description": "(agent is proposing)"})
         t0 = time.monotonic()
+        guard = ws.guard()
         try:
             proposal = self.agent.propose(self.context(number))
         except KeyboardInterrupt:
@@ -305,8 +329,14 @@ class Study:
             return self._discard_unrun(number, parent, TrialState.INVALID, f"{kind}: {e}", f"{kind}: {e}",
                                        started, agent_seconds=time.monotonic() - t0)
         agent_seconds = time.monotonic() - t0
+        tampered = ws.tampered(guard)
+        if tampered:
+            self._failures += 1
+            return self._discard_unrun(number, parent, TrialState.INVALID, clean(proposal.description or "", 300),
+                                       f"the agent changed git's own files ({', '.join(tampered[:5])}): restored",
+                                       started, agent_seconds=agent_seconds)
         self._failures = 0
-        description = " ".join(str(proposal.description or "").split())[:300] or "(no description)"
+        description = clean(proposal.description or "", 300) or "(no description)"
         cost = self._cost(proposal)
         common = dict(agent_seconds=agent_seconds, cost=cost, proposal=proposal)
         if proposal.invalid:
@@ -325,6 +355,10 @@ class Study:
         if missing:
             return self._discard_unrun(number, parent, TrialState.INVALID, description,
                                        f"deleted an editable file: {', '.join(missing)}", started, **common)
+        odd = [f for f in h.editable if not (ws.root / f).is_file() or (ws.root / f).is_symlink()]
+        if odd:
+            return self._discard_unrun(number, parent, TrialState.INVALID, description,
+                                       f"not a regular file any more: {', '.join(odd)}", started, **common)
         code_hash = ws.code_hash(h.editable)
         twin = next((t for t in self.trials if t.code_hash == code_hash and t.commit), None)
         if twin is not None:
@@ -368,6 +402,9 @@ class Study:
             reason = decision.explain()
         if state == TrialState.KEEP:
             extra.update(self._holdout(number, len(values)))
+            if self._overfits(extra.get("holdout")):
+                state, reason = TrialState.DISCARD, (f"{reason}; discarded: the gain does not hold on held-out data "
+                                                     f"(it overfits the validation split)")
         self._drop_models(number)
         trial = self._trial(number, state, description, commit=commit, parent=parent, values=tuple(values), m=m,
                             seconds=seconds, training=training, started=started, reason=reason,
@@ -384,13 +421,32 @@ class Study:
     def _model_path(self, number: int, repeat: int):
         return self.ws.root / ".autoresearch" / "models" / f"{self.ws.tag}-{number}.{repeat}.pt"
 
-    def _holdout(self, number: int, repeats: int) -> dict:
-        """Score the kept model of the last repeat on the split the agent never hears of."""
+    def _holdout(self, number: int, repeats: int, every: bool = False) -> dict:
+        """Score the kept model of the last repeat (every: of each repeat, the baseline, whose spread is
+        the holdout's noise) on the split the agent never hears of."""
         if not (self.harness.holdout and repeats):
             return {}
-        value = score_holdout(self.ws.root, self.harness, self._model_path(number, repeats - 1),
-                              self.ws.root / LOGS / f"{self.ws.tag}-{number}.holdout.log", self.config.memory_limit())
-        return {} if value is None else {"holdout": value}
+        values = []
+        for i in range(repeats) if every else [repeats - 1]:
+            v = score_holdout(self.ws.root, self.harness, self._model_path(number, i),
+                              self.ws.root / LOGS / f"{self.ws.tag}-{number}{f'.{i}' if i else ''}.holdout.log",
+                              self.config.memory_limit(), self.sandbox)
+            if v is not None:
+                values.append(v)
+        if not values:
+            return {}
+        out = {"holdout": statistics.fmean(values)}
+        if len(values) >= 2:
+            out["holdout_sd"] = statistics.stdev(values)
+        return out
+
+    def _overfits(self, holdout: float | None) -> bool:
+        """The candidate's holdout is worse than the best's beyond the baseline's holdout noise."""
+        base = next((t for t in self.trials if t.kind == "baseline"), None)
+        best = self.best.extra.get("holdout") if self.best else None
+        if holdout is None or best is None or base is None or "holdout_sd" not in base.extra:
+            return False
+        return overfits(holdout, best, base.extra["holdout_sd"], self.harness.direction, self.config.sigma)
 
     def _drop_models(self, number: int) -> None:
         """Models are large and the commit reproduces one: delete this trial's."""
@@ -417,7 +473,8 @@ class Study:
             name = f"{self.ws.tag}-{number}.best{repeat}"
             return measure(tree, self.harness, self._readonly_sums, root / LOGS / f"{name}.log",
                            root / ".autoresearch" / "models" / f"{name}.pt", self.config.memory_limit(),
-                           self.config.rescore, self.display.progress, number, on_start=self._child_started)
+                           self.config.rescore, self.display.progress, number, on_start=self._child_started,
+                           **self._limits())
         finally:
             self.ws.remove_worktree(tree)
 
@@ -436,10 +493,15 @@ class Study:
         """Run the harness once in the workspace; a run that writes to the ledger is INVALID."""
         suffix = f".{repeat}" if repeat else ""
         root = self.ws.root
-        before = self._ledger_state()
+        before, guard = self._ledger_state(), self.ws.guard()
         m = measure(root, self.harness, self._readonly_sums, root / LOGS / f"{self.ws.tag}-{number}{suffix}.log",
                     self._model_path(number, repeat), self.config.memory_limit(), self.config.rescore,
-                    self.display.progress, number, on_start=self._child_started, keep_model=True)
+                    self.display.progress, number, on_start=self._child_started, keep_model=True,
+                    **self._limits())
+        tampered = self.ws.tampered(guard)
+        if tampered:
+            return Measurement(TrialState.INVALID, None, m.result, f"the run changed git's own files "
+                                                                  f"({', '.join(tampered[:5])}): restored")
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,
@@ -447,14 +509,7 @@ class Study:
         return m
 
     def _ledger_state(self):
-        out = []
-        for p in (self.ledger.jsonl, self.ledger.tsv, self.ledger.meta_path):
-            try:
-                st = p.stat()
-                out.append((st.st_size, st.st_mtime_ns))
-            except FileNotFoundError:
-                out.append(None)
-        return out
+        return self.ledger.digest()
 
     def _repair_ledger(self) -> None:
         """Rewrite the ledger from memory: what a run wrote there never counts."""

@@ -9,12 +9,32 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from autoresearch.errors import WorkspaceError
-from autoresearch.runner import die_with_parent
+from autoresearch.runner import die_with_parent, scrub_env
+
+# Every git command of the tool: no hooks, no fsmonitor, no signing program, no external diff or
+# text conversion, no pager; replace objects ignored (GIT_NO_REPLACE_OBJECTS below), so nothing an
+# agent or a run wrote into .git can run a program or swap what a commit holds.
+SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgSign=false",
+        "-c", "tag.gpgSign=false", "-c", "core.pager=cat", "-c", "core.attributesFile=/dev/null",
+        "-c", "diff.external=", "-c", "core.askPass=", "-c", "credential.helper="]
+GUARDED = ("config", "info", "hooks", "packed-refs", "objects/info/alternates", "refs/replace", "shallow")
+
+
+def git_argv(*args: str) -> list[str]:
+    return ["git", *SAFE, *args]
+
+
+def git_env() -> dict:
+    """git sees no credential of the tool's environment and no replace objects."""
+    keep = {k: v for k, v in os.environ.items() if k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
+    return scrub_env(extra={**keep, "GIT_NO_REPLACE_OBJECTS": "1", "GIT_TERMINAL_PROMPT": "0",
+                            "GIT_OPTIONAL_LOCKS": "0"})
 
 GITIGNORE = """# autoresearch: results.tsv, logs and caches stay out of git (a reset never loses a row)
 results.tsv
@@ -35,16 +55,19 @@ def default_tag() -> str:
 
 def _git(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """git dies with the tool (kill -9 included): an orphaned git must not race the next start,
-    which then finds at most a stale index.lock to remove."""
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                          preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+    which then finds at most a stale index.lock to remove. Output that is not UTF-8 (a file name)
+    decodes with surrogateescape: it round-trips to the same bytes and never raises."""
+    if argv and argv[0] == "git":
+        argv = git_argv(*argv[1:])
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="surrogateescape",
+                          env=git_env(), preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
 
 
 def _identity_args(cwd: Path) -> list[str]:
     """Commit as the user when git knows them, else as autoresearch."""
     args = []
     for key, default in (("user.name", "autoresearch"), ("user.email", "autoresearch@localhost")):
-        r = subprocess.run(["git", "config", key], cwd=cwd, capture_output=True, text=True)
+        r = _git(["git", "config", key], cwd=cwd)
         if r.returncode != 0 or not r.stdout.strip():
             args += ["-c", f"{key}={default}"]
     return args
@@ -55,7 +78,7 @@ class Workspace:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise WorkspaceError(f"{self.root} does not exist: run `autoresearch init {root}` first")
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.root, capture_output=True, text=True)
+        top = _git(["git", "rev-parse", "--show-toplevel"], cwd=self.root)
         if top.returncode != 0:
             raise WorkspaceError(f"{self.root} is not a git repository: run `autoresearch init {root}` "
                                  f"(or `git init` there and commit your harness)")
@@ -156,7 +179,37 @@ class Workspace:
         return bool(commit) and bool(self.git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False))
 
     def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
-        return self.git("diff", a, b, "--", *(paths or []))
+        return self.git("diff", "--no-ext-diff", "--no-textconv", a, b, "--", *(paths or []))
+
+    # ------------------------------------------------------------------ what agents and runs must not touch
+    def guard(self) -> dict:
+        """A snapshot of the parts of .git that could make a later git command run a program, hide a
+        file or swap a commit's content: config, info/ (exclude, attributes), hooks, replace refs."""
+        gitdir = self.root / ".git"
+        out = {}
+        for name in GUARDED:
+            p = gitdir / name
+            files = [f for f in p.rglob("*") if f.is_file() or f.is_symlink()] if p.is_dir() else [p] if p.exists() else []
+            for f in files:
+                try:
+                    out[str(f.relative_to(gitdir))] = f.read_bytes() if not f.is_symlink() else b"-> " + os.readlink(f).encode()
+                except OSError:
+                    out[str(f.relative_to(gitdir))] = b"<unreadable>"
+        return out
+
+    def tampered(self, snapshot: dict) -> list[str]:
+        """What changed in .git since guard(), put back as it was (new files removed); [] when nothing."""
+        now = self.guard()
+        changed = sorted(k for k in set(now) | set(snapshot) if now.get(k) != snapshot.get(k))
+        gitdir = self.root / ".git"
+        for name in changed:
+            p = gitdir / name
+            if p.is_symlink() or p.exists():
+                p.unlink()
+            if name in snapshot and not snapshot[name].startswith(b"-> "):
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(snapshot[name])
+        return changed
 
     def checksums(self, names) -> dict[str, str]:
         from autoresearch.measurement import checksums
@@ -190,7 +243,9 @@ def init(directory: str | Path, profile: str | None = None, tag: str | None = No
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / ".git").exists():
-        subprocess.run(["git", "init", "-q", str(directory)], check=True)
+        r = _git(["git", "init", "-q", str(directory)], cwd=directory)
+        if r.returncode != 0:
+            raise WorkspaceError(f"git init {directory} failed: {r.stderr.strip()}")
     ws = Workspace(directory, tag=tag or default_tag())
     has_commits = bool(ws.git("rev-parse", "--verify", "--quiet", "HEAD", check=False))
     if has_commits and ws.is_dirty():

@@ -10,6 +10,11 @@ import subprocess
 from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
+from autoresearch.sandbox import detect
+
+# bubblewrap works here: a run's write to a read-only file or the ledger fails (a CRASH: "Read-only
+# file system", or the ledger is not there at all) instead of being caught afterwards (INVALID)
+SANDBOXED = detect("auto").enforced
 
 TRAIN = '''\
 """fake harness: metric = (X - 3)^2 + 1; MODE picks a failure."""

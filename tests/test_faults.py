@@ -18,7 +18,7 @@ from autoresearch.errors import AgentError
 from autoresearch.ledger import Ledger
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
-from tests.fakes import ScriptedAgent, edit, git, knob, make_fake_workspace
+from tests.fakes import SANDBOXED, ScriptedAgent, edit, git, knob, make_fake_workspace
 
 
 FAULTS = {
@@ -32,7 +32,8 @@ FAULTS = {
     "hang": (knob("MODE", "hang"), TrialState.TIMEOUT, "timeout after"),
     "edit of a read-only file": (lambda root: (root / "prepare.py").write_text("SECRET_SPLIT = 0\n") and "cheat",
                                  TrialState.INVALID, "prepare.py"),
-    "read-only file changed at run time": (knob("MODE", "readonly"), TrialState.INVALID, "read-only"),
+    "read-only file changed at run time": (knob("MODE", "readonly"), *((TrialState.CRASH, "Read-only file system")
+                                           if SANDBOXED else (TrialState.INVALID, "read-only"))),
     "forged summary: claims more training than wall time": (
         edit(lambda s: s.replace('print("training_seconds: 0.1")', 'print("training_seconds: 500")'), "fast clock"),
         TrialState.INVALID, "claims 500.0 s of training"),

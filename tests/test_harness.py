@@ -41,6 +41,7 @@ def set_constants(src, values):
 def make_workspace(path, train_src=None):
     path.mkdir(exist_ok=True)
     shutil.copy(os.path.join(HARNESS, "prepare.py"), path)
+    shutil.copy(os.path.join(HARNESS, "score.py"), path)
     src = train_src or set_constants(open(os.path.join(HARNESS, "train.py")).read(), literal_profiles()["smoke"]["train"])
     (path / "train.py").write_text(src)
     return path
@@ -52,7 +53,13 @@ def run(args, cwd, env, timeout=120):
 
 def summary(stdout):
     block = stdout[stdout.rindex("---\n"):]
-    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in block.splitlines()[1:])}
+    out = {}
+    for k, v in (line.split(":", 1) for line in block.splitlines()[1:]):
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            out[k.strip()] = v.strip()      # data_sha256
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +113,7 @@ def test_profiles_are_literals_and_name_train_constants():
 
 
 def test_prepare_is_idempotent(ws, env):
-    tok = os.path.join(env["AUTORESEARCH_CACHE"], "tokenizer", f"embedded-{LIMIT}-v512", "tokenizer.pkl")
+    tok = os.path.join(env["AUTORESEARCH_CACHE"], "tokenizer", f"embedded-{LIMIT}-v512", "tokenizer.json")
     mtime = os.path.getmtime(tok)
     p = run(["prepare.py"], ws, env)
     assert p.returncode == 0
@@ -195,45 +202,86 @@ def test_train_prints_summary_and_saves_model(trained, ws):
     s = summary(trained)
     assert set(s) == {"val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                       "total_tokens_M", "num_steps", "num_params_M", "depth"}
-    assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] > 5 and s["depth"] == 1
+    assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] >= 2 and s["depth"] == 1
     assert s["training_seconds"] >= 3.0
     assert re.search(r"^step 00003 .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
     assert (ws / ".autoresearch" / "model.pt").exists()
 
 
+def score(args, cwd, env):
+    """The scorer as the tool runs it: an isolated interpreter (-I)."""
+    return subprocess.run([sys.executable, "-I", "score.py", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
 def test_rescore_matches_training(trained, ws, env):
-    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], ws, env)
+    p = score([".autoresearch/model.pt"], ws, env)
     assert p.returncode == 0, p.stderr
     assert summary(p.stdout)["val_bpb"] == pytest.approx(summary(trained)["val_bpb"], rel=1e-6)
+    assert re.fullmatch(r"[0-9a-f]{16}", p.stdout.split("data_sha256:")[1].strip())
 
 
 def test_non_causal_model_is_rejected(trained, ws, env, tmp_path):
     src = (ws / "train.py").read_text().replace("is_causal=True)", "is_causal=False)")
     d = make_workspace(tmp_path / "ws", src)
-    p = run(["prepare.py", "--score", str(ws / ".autoresearch" / "model.pt")], d, env)
+    p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
     assert p.returncode == 3 and "model is not causal" in p.stderr
 
 
-def test_monkeypatched_torch_gets_the_honest_score_and_a_patched_evaluator_is_refused(ws, env, tmp_path):
-    cheat = ("_ls = torch.log_softmax\n"
+def test_model_causal_only_at_a_small_batch_size_is_rejected(trained, ws, env, tmp_path):
+    # peeks at the next token whenever the batch is not the size an old check used (2)
+    ret = "        return self.config.softcap * torch.tanh(logits / self.config.softcap)\n"
+    peek = ("        out = self.config.softcap * torch.tanh(logits / self.config.softcap)\n"
+            "        if idx.shape[0] != 2:\n"
+            "            out = out + 5.0 * F.one_hot(torch.roll(idx, -1, 1), out.size(-1)).to(out.dtype)\n"
+            "        return out\n")
+    src = (ws / "train.py").read_text()
+    assert ret in src
+    src = src.replace(ret, peek, 1)
+    d = make_workspace(tmp_path / "ws", src)
+    p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
+    assert p.returncode == 3 and "model is not causal" in p.stderr
+
+
+def test_code_in_train_py_cannot_reach_the_loss(trained, ws, env, tmp_path):
+    # train.py patches torch, math and the evaluator at import: it runs only in the model worker,
+    # never in the process that computes the loss, so the score is the honest one to the last digit
+    cheat = ("import math as _m\n_m.log = lambda x: 1e9\n"
+             "_ls = torch.log_softmax\n"
              "torch.log_softmax = lambda x, *a, **k: _ls(x, *a, **k) * 0.0\n"
-             "F.log_softmax = torch.log_softmax\n")
+             "torch.Tensor.sum = lambda self, *a, **k: torch.zeros(())\n"
+             "prepare.evaluate_bpb = lambda *a, **k: (0.01, 1)\n")
     src = (ws / "train.py").read_text().replace("import prepare\n", "import prepare\n" + cheat, 1)
     d = make_workspace(tmp_path / "cheat", src)
-    p = run(["train.py"], d, env)
+    honest = score([str(ws / ".autoresearch" / "model.pt")], ws, env)
+    p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
     assert p.returncode == 0, p.stderr
-    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], d, env)
+    assert summary(p.stdout)["val_bpb"] == summary(honest.stdout)["val_bpb"] > 1.0
+
+
+def test_the_scorer_imports_nothing_else_from_the_workspace(trained, ws, env, tmp_path):
+    d = make_workspace(tmp_path / "shadow", (ws / "train.py").read_text())
+    (d / "json.py").write_text("raise SystemExit('shadowed json imported')\n")
+    (d / "numpy.py").write_text("raise SystemExit('shadowed numpy imported')\n")
+    p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
     assert p.returncode == 0, p.stderr
-    cheated = summary(p.stdout)["val_bpb"]
-    # the scorer imports this train.py (the patch applies) yet computes the loss with torch functions
-    # it bound before: the same weights under an honest train.py give the same number
-    honest = run(["prepare.py", "--score", str(d / ".autoresearch" / "model.pt")], ws, env)
-    assert cheated > 1.0 and cheated == summary(honest.stdout)["val_bpb"]
-    # patching the evaluator itself (here: the copy train.py's `import prepare` loads) is refused
-    patched = src.replace("import prepare\n", "import prepare\nprepare.evaluate_bpb = lambda *a, **k: (0.01, 1)\n", 1)
-    (d / "train.py").write_text(patched)
-    p = run(["prepare.py", "--score", ".autoresearch/model.pt"], d, env)
-    assert p.returncode == 4 and "modified the evaluator (evaluate_bpb)" in p.stderr
+    assert summary(p.stdout)["val_bpb"] == pytest.approx(summary(trained)["val_bpb"], rel=1e-6)
+
+
+def test_tokenizer_is_data_and_a_changed_split_is_refused(trained, ws, env, tmp_path):
+    cache = env["AUTORESEARCH_CACHE"]
+    tok = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(cache, "tokenizer")) for f in fs]
+    assert tok and not [f for f in tok if f.endswith((".pkl", ".pt"))]          # no pickle anywhere
+    assert all(f.endswith(("tokenizer.json", ".sha256")) for f in tok)
+    val = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(cache, "eval")) for f in fs if f == "val.parquet"][0]
+    saved = open(val, "rb").read()
+    try:
+        with open(val, "ab") as f:
+            f.write(b"easy text")
+        p = score([".autoresearch/model.pt"], ws, env)
+        assert p.returncode == 2 and "changed since prepare" in p.stderr
+    finally:
+        open(val, "wb").write(saved)
 
 
 def test_divergence_fails_fast(ws, env, tmp_path):

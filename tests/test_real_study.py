@@ -68,9 +68,6 @@ FORGERIES = {
         lambda s: s.replace('if val_bpb is not None:\n        print(f"val_bpb:          {val_bpb:.6f}")',
                             'print("val_bpb:          0.100000")'),
         "but the protected evaluator measured"),
-    "monkeypatches the evaluator at import": (
-        lambda s: s.replace("\ndef main():", "\nprepare.evaluate_bpb = lambda *a, **k: (0.1, 1)\n\ndef main():", 1),
-        "modified the evaluator"),   # the scorer's train.py patches a copy of prepare: no effect, still caught
     "removes the causal mask": (
         lambda s: s.replace("is_causal=True)", "is_causal=False)"), "not causal"),
 }

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
 from autoresearch.errors import AgentError, AgentUnavailable, ConfigError
+from autoresearch.runner import scrub_env
 
 
 @dataclass
@@ -123,7 +124,8 @@ class CommandAgent(Agent):
         with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"
             prompt_file.write_text(text)
-            env = dict(os.environ, **self.env,
+            # a program agent gets no key of the tool's environment: only what its options name (env)
+            env = dict(scrub_env(), **self.env,
                        AUTORESEARCH_PROMPT_FILE=str(prompt_file),
                        AUTORESEARCH_TRIAL=str(context.trial_number),
                        AUTORESEARCH_EDITABLE=" ".join(context.editable or tuple(context.files)),

@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 TOML = "autoresearch.toml"
-HARNESS_FILES = ("prepare.py", "train.py", "program.md")
+HARNESS_FILES = ("prepare.py", "score.py", "train.py", "program.md")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ class Harness:
     program: str = "program.md"       # the agent's instructions
     score_tolerance: float = 1e-3     # relative: printed vs re-scored metric
     preload: tuple[str, ...] = ()     # modules its python commands import: a spare interpreter has them ready
+    hidden: tuple[str, ...] = ()      # paths a run must not see (the evaluation splits); {cache} = the data cache
+    readable: tuple[str, ...] = ()    # paths a run reads besides the workspace and the venv (the data cache)
+    max_write_mb: float = 2048.0      # what one run may write (its scratch folder); more is INVALID
     search: dict = field(default_factory=dict)   # builtin agent: NAME -> [low, high, "log"|"int"|...]
     raw: dict = field(default_factory=dict)      # the whole parsed toml (agents, prices, study)
 
@@ -64,19 +67,19 @@ class Harness:
         if not isinstance(h, dict):
             raise ConfigError(f"{path}: [harness] must be a table")
         known = {"editable", "readonly", "run", "prepare", "check", "score", "holdout", "metric", "direction", "budget",
-                 "allowance", "program", "score_tolerance", "preload"}
+                 "allowance", "program", "score_tolerance", "preload", "hidden", "readable", "max_write_mb"}
         unknown = set(h) - known
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) in [harness]: {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(known))}")
         kw = {k: h[k] for k in known if k in h}
-        for k in ("editable", "readonly", "preload"):
+        for k in ("editable", "readonly", "preload", "hidden", "readable"):
             if k in kw:
                 if not isinstance(kw[k], list) or not all(isinstance(x, str) for x in kw[k]):
                     raise ConfigError(f"{path}: harness.{k} must be a list of "
                                       f"{'module names' if k == 'preload' else 'file names'}")
                 kw[k] = tuple(kw[k])
-        for k in ("budget", "allowance", "score_tolerance"):
+        for k in ("budget", "allowance", "score_tolerance", "max_write_mb"):
             if k in kw and (not isinstance(kw[k], (int, float)) or kw[k] < 0):
                 raise ConfigError(f"{path}: harness.{k} must be a non-negative number")
         if kw.get("direction", "minimize") not in ("minimize", "maximize"):
@@ -98,6 +101,16 @@ class Harness:
         """Wall-clock seconds after which the runner kills the run (budget + allowance)."""
         allowance = self.allowance or max(120.0, 0.5 * self.budget)   # start-up, compile, eval
         return self.budget + allowance
+
+    def paths(self, key: str) -> list[Path]:
+        """hidden or readable, with {cache} expanded (AUTORESEARCH_CACHE or ~/.cache/autoresearch)."""
+        import os
+        cache = os.environ.get("AUTORESEARCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "autoresearch")
+        return [Path(p.replace("{cache}", cache)).expanduser() for p in getattr(self, key)]
+
+    def modules(self) -> str:
+        """The harness' own Python modules, by name: all a scorer's model worker may import from the workspace."""
+        return ",".join(Path(n).stem for n in (*self.readonly, *self.editable) if n.endswith(".py") and "/" not in n)
 
     def fingerprint(self) -> str:
         """Identifies the harness a tag's results belong to: read-only files, metric, budget."""
@@ -190,12 +203,15 @@ data = "{data}"          # embedded | climbmix | /path/to/folder (parquet with a
 
 [harness]
 editable = ["train.py"]                  # the only files an agent may change
-readonly = ["prepare.py"]                # checksummed before every run; a change makes the trial INVALID
+readonly = ["prepare.py", "score.py"]    # checksummed before every run; a change makes the trial INVALID
 run = "python train.py"                  # started in its own process group, killed past budget + allowance
 prepare = "python prepare.py"            # `autoresearch prepare` runs this
 check = "python prepare.py --check"      # exits 0 when the data and tokenizer are there
-score = "python prepare.py --score {{model}}"  # the protected evaluator re-scores the saved model
-holdout = "python prepare.py --score {{model}} --split holdout"  # kept models only; never shown to the agent
+score = "python score.py {{model}}"      # the protected evaluator re-scores the saved model (train.py's code
+                                         # runs only in its sandboxed model worker, never where the loss is computed)
+holdout = "python score.py {{model}} --split holdout"  # kept models only; never shown to the agent
+hidden = ["{{cache}}/eval"]                # the evaluation splits: training runs do not see them (sandbox)
+readable = ["{{cache}}"]                   # the data cache, read-only for runs
 metric = "val_bpb"
 direction = "minimize"
 budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)

@@ -1,18 +1,20 @@
 """
-READ-ONLY part of the autoresearch harness: profiles, data, tokenizer, dataloader,
-evaluator and the protected re-scorer. Agents edit train.py, never this file.
+READ-ONLY part of the autoresearch harness: profiles, data, tokenizer, dataloader and
+evaluator. Agents edit train.py, never this file. The protected re-scorer is score.py.
 
 Usage:
     python prepare.py                        # prepare data + tokenizer (idempotent)
     python prepare.py --profile cpu --data embedded
     python prepare.py --data climbmix --num-shards 8
     python prepare.py --data /path/to/folder # parquet files with a `text` column, or .txt files
-    python prepare.py --score .autoresearch/model.pt   # re-score a saved model
     python prepare.py --check                # exit 0 if prepared, else 2 saying what to run
 
 Profile: env AUTORESEARCH_PROFILE, else `profile = "..."` in ./autoresearch.toml, else "cpu".
 Data:    env AUTORESEARCH_DATA,    else `data = "..."`    in ./autoresearch.toml, else "embedded".
-Cache:   env AUTORESEARCH_CACHE, default ~/.cache/autoresearch.
+Cache:   env AUTORESEARCH_CACHE, default ~/.cache/autoresearch: data/ (training split),
+         eval/ (validation and holdout: hidden from training runs by the tool's sandbox),
+         tokenizer/ (JSON: reading it runs no code). Each split and tokenizer has a sha256
+         digest written at prepare and checked before every score.
 Tests:   env AUTORESEARCH_EMBEDDED_LIMIT=N uses only the first N embedded documents
          (cached separately as source "embedded-N").
 
@@ -22,11 +24,10 @@ Importing this file touches no network, no cache and no device.
 import argparse
 import hashlib
 import importlib.util
-import inspect
+import base64
 import json
 import math
 import os
-import pickle
 import random
 import sys
 import time
@@ -34,13 +35,6 @@ import zlib
 from dataclasses import dataclass
 
 import torch
-
-# Bound now, before any train.py is imported, so that monkeypatching torch later
-# cannot change how the evaluator computes the loss.
-_log_softmax = torch.log_softmax
-_gather = torch.gather
-_sum = torch.sum
-_where = torch.where
 
 # ---------------------------------------------------------------------------
 # Profiles (fixed per machine class; results compare within a profile only).
@@ -150,19 +144,24 @@ def data_dir(source):
     return os.path.join(cache_dir(), "data", source_key(source))
 
 
+def eval_dir(source):
+    """The validation and holdout splits: a folder of their own, which training runs do not see."""
+    return os.path.join(cache_dir(), "eval", source_key(source))
+
+
 def tokenizer_dir(source, vocab_size):
     return os.path.join(cache_dir(), "tokenizer", f"{source_key(source)}-v{vocab_size}")
 
 
 def split_files(source, split):
     """Parquet files (with a `text` column) of one split; an error naming the fix if missing."""
-    d = data_dir(source)
+    d = data_dir(source) if split == "train" else eval_dir(source)
     if source == "climbmix":
-        val = os.path.join(d, f"shard_{VAL_SHARD:05d}.parquet")
         names = sorted(f for f in os.listdir(d) if f.endswith(".parquet")) if os.path.isdir(d) else []
         if split == "holdout":
             raise PrepareError("the climbmix source has no holdout split")
-        files = [val] if split == "val" else [os.path.join(d, f) for f in names if os.path.join(d, f) != val]
+        files = [os.path.join(d, f"shard_{VAL_SHARD:05d}.parquet")] if split == "val" else \
+            [os.path.join(d, f) for f in names]
     else:
         files = [os.path.join(d, f"{split}.parquet")]
     if not files or not all(os.path.exists(f) for f in files):
@@ -220,9 +219,10 @@ def _folder_docs(folder):
 
 def prepare_documents(source):
     """Split documents into train/val parquet files: fixed split by crc32, train shuffled with seed 0."""
-    d = data_dir(source)
-    if all(os.path.exists(os.path.join(d, f"{s}.parquet")) for s in ("train", "val", "holdout")):
-        print(f"Data: already prepared at {d}")
+    d, e = data_dir(source), eval_dir(source)
+    if os.path.exists(os.path.join(d, "train.parquet")) and all(
+            os.path.exists(os.path.join(e, f"{s}.parquet.sha256")) for s in ("val", "holdout")):
+        print(f"Data: already prepared at {d} and {e}")
         return
     docs = _embedded_docs() if source == "embedded" else list(_folder_docs(os.path.expanduser(source)))
     docs = [t for t in docs if t and t.strip()]
@@ -240,10 +240,11 @@ def prepare_documents(source):
     import shutil
     for old in glob.glob(os.path.join(cache_dir(), "tokenizer", f"{source_key(source)}-v*")):
         shutil.rmtree(old, ignore_errors=True)
-    _write_texts(os.path.join(d, "val.parquet"), val)
-    _write_texts(os.path.join(d, "holdout.parquet"), holdout or val[:1])
     _write_texts(os.path.join(d, "train.parquet"), train)
-    print(f"Data: {len(train)} train / {len(val)} val / {len(holdout)} holdout documents written to {d}")
+    for split, texts in (("val", val), ("holdout", holdout or val[:1])):
+        _write_texts(os.path.join(e, f"{split}.parquet"), texts)
+        _write_digest(os.path.join(e, f"{split}.parquet"))   # written last: the split is complete
+    print(f"Data: {len(train)} train / {len(val)} val / {len(holdout)} holdout documents written to {d} and {e}")
 
 
 def _download_shard(index, d):
@@ -270,12 +271,51 @@ def _download_shard(index, d):
 
 
 def prepare_climbmix(num_shards):
-    d = data_dir("climbmix")
-    ids = list(range(min(num_shards, MAX_SHARD))) + [VAL_SHARD]
-    print(f"Data: {len(ids)} climbmix shards (validation shard {VAL_SHARD} pinned) in {d}")
+    d, e = data_dir("climbmix"), eval_dir("climbmix")
+    ids = list(range(min(num_shards, MAX_SHARD)))
+    print(f"Data: {len(ids)} climbmix shards in {d}, validation shard {VAL_SHARD} (pinned) in {e}")
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: _download_shard(i, d), ids))
+    _download_shard(VAL_SHARD, e)
+    _write_digest(os.path.join(e, f"shard_{VAL_SHARD:05d}.parquet"))
+
+
+# ---------------------------------------------------------------------------
+# Digests: written at prepare, checked by the scorer before every score
+# ---------------------------------------------------------------------------
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_digest(path):
+    digest = _sha256(path)
+    _atomic_write(path + ".sha256", lambda tmp: open(tmp, "w").write(digest + "\n"))
+
+
+def verify_files(split, profile=None, data=None):
+    """The files a score reads (the split, the tokenizer) against their digests from prepare;
+    returns one digest of them all, which the tool pins for the study. PrepareError when one changed."""
+    profile, source = get_profile(profile), get_source(data)
+    paths = split_files(source, split) + [os.path.join(tokenizer_dir(source, profile.vocab_size), "tokenizer.json")]
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            with open(path + ".sha256") as f:
+                expected = f.read().strip()
+        except FileNotFoundError:
+            raise PrepareError(f"{path} has no digest from prepare: run `autoresearch prepare` again") from None
+        actual = _sha256(path)
+        if actual != expected:
+            raise PrepareError(f"{path} changed since prepare (sha256 {actual[:12]}, prepared {expected[:12]}): "
+                               f"delete {cache_dir()} and run `autoresearch prepare` again")
+        h.update(actual.encode())
+    return h.hexdigest()[:16]
 
 
 def _train_texts(source):
@@ -289,10 +329,10 @@ def _train_texts(source):
 
 
 def train_tokenizer(source, vocab_size):
-    """Train BPE with rustbpe and save it as a pickled tiktoken encoding plus token_bytes."""
+    """Train BPE with rustbpe and save it as JSON (pattern, merge ranks, specials, bytes per token)."""
     d = tokenizer_dir(source, vocab_size)
-    pkl, tb = os.path.join(d, "tokenizer.pkl"), os.path.join(d, "token_bytes.pt")
-    if os.path.exists(pkl) and os.path.exists(tb):
+    path = os.path.join(d, "tokenizer.json")
+    if os.path.exists(path + ".sha256"):
         print(f"Tokenizer: already trained at {d}")
         return
     import rustbpe
@@ -307,12 +347,10 @@ def train_tokenizer(source, vocab_size):
     if enc.decode(enc.encode_ordinary(test)) != test:
         raise PrepareError("tokenizer round trip failed")
     nbytes = [0 if i in specials.values() else len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)]
-    _atomic_write(tb, lambda tmp: torch.save(torch.tensor(nbytes, dtype=torch.int32), tmp))
-
-    def write_pkl(tmp):
-        with open(tmp, "wb") as f:
-            pickle.dump(enc, f)
-    _atomic_write(pkl, write_pkl)  # written last: its presence means the tokenizer is complete
+    doc = {"pattern": bpe.get_pattern(), "special_tokens": specials, "token_bytes": nbytes,
+           "ranks": [[base64.b64encode(k).decode("ascii"), v] for k, v in sorted(ranks.items(), key=lambda kv: kv[1])]}
+    _atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(doc)))
+    _write_digest(path)  # written last: its presence means the tokenizer is complete
     print(f"Tokenizer: vocab {enc.n_vocab} trained in {time.time() - t0:.1f}s, saved to {d}")
 
 
@@ -339,12 +377,12 @@ class Tokenizer:
     @classmethod
     def load(cls, profile=None, data=None):
         profile, source = get_profile(profile), get_source(data)
-        path = os.path.join(tokenizer_dir(source, profile.vocab_size), "tokenizer.pkl")
-        if not os.path.exists(path):
-            raise PrepareError(f"no tokenizer for data {source!r}, vocab {profile.vocab_size} (profile "
-                               f"{profile.name}); run `autoresearch prepare` or `python prepare.py`")
-        with open(path, "rb") as f:
-            return cls(pickle.load(f))
+        doc = _tokenizer_json(profile, source)
+        import tiktoken
+        ranks = {base64.b64decode(k): int(v) for k, v in doc["ranks"]}
+        specials = {str(k): int(v) for k, v in doc["special_tokens"].items()}
+        return cls(tiktoken.Encoding(name="rustbpe", pat_str=str(doc["pattern"]), mergeable_ranks=ranks,
+                                     special_tokens=specials))
 
     def get_vocab_size(self):
         return self.enc.n_vocab
@@ -365,9 +403,17 @@ class Tokenizer:
 
 def get_token_bytes(device="cpu", profile=None, data=None):
     """Bytes of UTF-8 text each token stands for; 0 for special tokens."""
-    profile, source = get_profile(profile), get_source(data)
-    path = os.path.join(tokenizer_dir(source, profile.vocab_size), "token_bytes.pt")
-    return torch.load(path, map_location=device, weights_only=True)
+    doc = _tokenizer_json(get_profile(profile), get_source(data))
+    return torch.tensor([int(n) for n in doc["token_bytes"]], dtype=torch.int32, device=device)
+
+
+def _tokenizer_json(profile, source):
+    path = os.path.join(tokenizer_dir(source, profile.vocab_size), "tokenizer.json")
+    if not os.path.exists(path + ".sha256"):
+        raise PrepareError(f"no tokenizer for data {source!r}, vocab {profile.vocab_size} (profile "
+                           f"{profile.name}); run `autoresearch prepare` or `python prepare.py`")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def iter_documents(source, split, epochs=None, batch=128):
@@ -465,93 +511,21 @@ def evaluate_bpb(model, device, profile=None, data=None, split="val"):
         logits = logits.float()
         if logits.dim() != 3 or logits.shape[:2] != x.shape or logits.shape[2] < tokenizer.get_vocab_size():
             raise ValueError(f"model returned logits of shape {tuple(logits.shape)}, expected ({B}, {T}, V)")
-        nll = -_gather(_log_softmax(logits, dim=-1), -1, y.unsqueeze(-1)).squeeze(-1)
+        nll = -torch.gather(torch.log_softmax(logits, dim=-1), -1, y.unsqueeze(-1)).squeeze(-1)
         nbytes = token_bytes[y]
         mask = nbytes > 0
-        total_nats += _sum(_where(mask, nll, 0.0).double())
-        total_bytes += _sum(nbytes.double())
-        counted += _sum(mask.double())
+        total_nats += torch.where(mask, nll, 0.0).double().sum()
+        total_bytes += nbytes.double().sum()
+        counted += mask.double().sum()
     return total_nats.item() / (math.log(2) * total_bytes.item()), int(counted.item())
 
 
-# ---------------------------------------------------------------------------
-# Protected re-scorer: python prepare.py --score MODEL_PATH
-# ---------------------------------------------------------------------------
-
-def check_causal(model, device, profile):
-    """Changing tokens after position t must not change the logits at positions <= t."""
-    T = profile.max_seq_len
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, profile.vocab_size - len(SPECIAL_TOKENS), (2, T), generator=gen)
-    t = T // 3
-    x2 = x.clone()
-    x2[:, t + 1:] = torch.randint(0, profile.vocab_size - len(SPECIAL_TOKENS), (2, T - t - 1), generator=gen)
-    with torch.no_grad(), autocast_context(device):
-        a = model(x.to(device)).float()[:, :t + 1]
-        b = model(x2.to(device)).float()[:, :t + 1]
-    tol = (2e-2 if torch.device(device).type == "cuda" else 1e-4) * (1.0 + a.abs().max().item())
-    return (a - b).abs().max().item() <= tol
-
-
-def score(model_path, train_path="train.py", split="val"):
-    """Rebuild the model from train.py, load its weights, check causality, evaluate. Returns exit code."""
-    protected = dict(globals())  # train.py must not rebind anything in this module
-    profile = get_profile()
-    if not os.path.exists(model_path):
-        print(f"score: no saved model at {model_path}", file=sys.stderr)
-        return 2
-    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
-    train_dir = os.path.dirname(os.path.abspath(train_path))
-    sys.path.insert(0, train_dir)
-    spec = importlib.util.spec_from_file_location("train", train_path)
-    train = importlib.util.module_from_spec(spec)
-    sys.modules["train"] = train
-    spec.loader.exec_module(train)  # runs only train.py's definitions (training is under __main__)
-    changed = [k for k, v in protected.items() if globals().get(k) is not v]
-    # run as a script, this file is __main__ and train.py's `import prepare` loads a second copy:
-    # a patch of that copy cannot change this score, but it is an attempt all the same
-    copy = sys.modules.get("prepare")
-    if copy is not None and copy is not sys.modules.get(__name__):
-        for k, v in protected.items():
-            if inspect.isfunction(v) and v.__module__ == __name__:
-                w = getattr(copy, k, None)
-                if not (inspect.isfunction(w) and w.__module__ == copy.__name__ and w.__code__.co_code == v.__code__.co_code):
-                    changed.append(k)
-    if changed:
-        print(f"score: train.py modified the evaluator ({', '.join(changed)})", file=sys.stderr)
-        return 4
-    if ckpt.get("profile") != profile.name:
-        print(f"score: model was trained with profile {ckpt.get('profile')!r}, scoring profile is "
-              f"{profile.name!r}", file=sys.stderr)
-        return 2
-    config = getattr(train, ckpt.get("config_class", "GPTConfig"))(**ckpt["config"])
-    model = getattr(train, ckpt.get("model_class", "GPT"))(config)
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    device = get_device()
-    model.to(device).eval()
-    if not check_causal(model, device, profile):
-        print("score: model is not causal (future tokens change earlier logits)", file=sys.stderr)
-        return 3
-    val_bpb, tokens = evaluate_bpb(model, device, split=split)
-    if not math.isfinite(val_bpb):
-        print(f"score: val_bpb is not finite ({val_bpb})", file=sys.stderr)
-        return 5
-    print("---")
-    print(f"val_bpb:          {val_bpb:.6f}")
-    print(f"eval_tokens:      {tokens}")
-    return 0
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Prepare data + tokenizer, or re-score a saved model.")
+    parser = argparse.ArgumentParser(description="Prepare data + tokenizer (score.py re-scores a saved model).")
     parser.add_argument("--profile", help=f"one of {', '.join(PROFILES)} (default: env, autoresearch.toml, cpu)")
     parser.add_argument("--data", help="embedded, climbmix or a folder (default: env, autoresearch.toml, embedded)")
     parser.add_argument("--num-shards", type=int, default=10, help="climbmix training shards (-1 = all)")
-    parser.add_argument("--score", metavar="MODEL_PATH", help="re-score a saved model with this evaluator")
     parser.add_argument("--check", action="store_true", help="exit 0 if data + tokenizer are prepared, else 2")
-    parser.add_argument("--train", default="train.py", help="train.py defining the model (with --score)")
-    parser.add_argument("--split", default="val", choices=["val", "holdout"],
-                        help="with --score: the split to score (holdout: the hidden one; still printed as val_bpb)")
     args = parser.parse_args(argv)
     # --profile / --data apply to this process and everything it calls
     if args.profile:
@@ -559,10 +533,8 @@ def main(argv=None):
     if args.data:
         os.environ["AUTORESEARCH_DATA"] = args.data
     try:
-        if args.score:
-            return score(args.score, args.train, args.split)
         if args.check:
-            split_files(get_source(), "train"), split_files(get_source(), "val"), Tokenizer.load()
+            split_files(get_source(), "train"), verify_files("val"), Tokenizer.load()
             print("prepared")
             return 0
         prepare(num_shards=MAX_SHARD if args.num_shards == -1 else args.num_shards)
@@ -570,11 +542,6 @@ def main(argv=None):
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # a broken model or train.py: a failed score, with the reason
-        import traceback
-        traceback.print_exc()
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

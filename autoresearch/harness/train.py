@@ -8,7 +8,7 @@ head, scalars) for a fixed wall-clock budget, then scored in bits per byte.
 Usage: python train.py    (after `python prepare.py`; the profile comes from
 AUTORESEARCH_PROFILE or autoresearch.toml, the model is saved to AUTORESEARCH_MODEL_OUT,
 default .autoresearch/model.pt). Everything runs under main(): importing this file only
-defines the model, so prepare.py --score can rebuild it.
+defines the model, so score.py can rebuild it.
 """
 
 import math
