@@ -152,7 +152,7 @@ def _cmd_report(args) -> int:
     if not trials:
         raise AutoresearchError(f"no trials recorded on tag {ws.tag}: run `autoresearch run` first")
     md, png = report.write(ws, harness, trials)
-    print(f"wrote {md}, {png} and {md.with_suffix('.html')}")
+    print(f"wrote {md}, {png} and {report.html_path(ws)}")
     return 0
 
 

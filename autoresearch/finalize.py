@@ -166,8 +166,12 @@ class Finalizer:
     def _measure_code(self, commit: str, revert: str | None, name: str, sums: dict) -> list[float] | None:
         """Run commit (with one change reverted) `repeats` times in a worktree. None: the revert
         does not apply; []: the code does not run."""
-        from autoresearch.measurement import measure
+        from autoresearch import sandbox
+        from autoresearch.measurement import hard_limit, measure
         ws = self.ws
+        meta = self.ledger.meta()
+        limits = dict(sandbox=sandbox.detect(self.config.sandbox), pins=dict(meta.get("pins") or {}),
+                      timeout=hard_limit(self.harness, meta.get("overhead")))   # the study's own walls and limits
         tree = ws.root / ".autoresearch" / "worktrees" / "finalize"
         ws.remove_worktree(tree)
         ws.add_worktree(tree, commit)
@@ -181,7 +185,7 @@ class Finalizer:
             for r in range(self.repeats):
                 m = measure(tree, self.harness, sums, ws.root / ".autoresearch" / "logs" / f"{ws.tag}-{name}.{r}.log",
                             ws.root / ".autoresearch" / "models" / f"{ws.tag}-{name}.{r}.pt",
-                            self.config.memory_limit(), self.config.rescore)
+                            self.config.memory_limit(), self.config.rescore, **limits)
                 if m.value is None:
                     self.progress(f"  run {r + 1}: {m.state.value}: {m.reason.splitlines()[0] if m.reason else ''}")
                     return []

@@ -180,30 +180,28 @@ def final_record(workspace) -> dict | None:
         return None
 
 
+def html_path(workspace) -> Path:
+    """report.html beside report.md where git ignores it (workspaces made since it exists), else in
+    the tag's folder under .autoresearch/: an untracked file in the work tree would be a change the
+    study must refuse, and .git is never touched here."""
+    import subprocess
+    root = Path(workspace.root)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "report.html"], cwd=root).returncode == 0
+    return root / "report.html" if ignored else root / ".autoresearch" / workspace.tag / "report.html"
+
+
 def write_html(workspace, path: Path | None = None) -> Path:
     """report.html: the dashboard's views of this tag, static, with every diff and log tail inside."""
     from autoresearch import page, views
     source = views.Source(workspace.root, workspace.tag)
-    path = Path(path or Path(workspace.root) / "report.html")
+    path = Path(path or html_path(workspace))
+    path.parent.mkdir(parents=True, exist_ok=True)
     snap = source.snapshot(details=True)
     snap["running"] = []      # a static page shows what was recorded
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(page.html(snap), encoding="utf-8")
     os.replace(tmp, path)
-    _ignore(workspace, path.name)
     return path
-
-
-def _ignore(workspace, name: str) -> None:
-    """A workspace made before report.html existed does not ignore it: exclude it locally."""
-    import subprocess
-    root = Path(workspace.root)
-    if subprocess.run(["git", "check-ignore", "-q", name], cwd=root).returncode == 0:
-        return
-    exclude = root / ".git" / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    text = exclude.read_text() if exclude.exists() else ""
-    exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + name + "\n")
 
 
 def write(workspace, harness, trials: list[Trial]) -> tuple[Path, Path]:
