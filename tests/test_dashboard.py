@@ -66,8 +66,7 @@ def study_ws(tmp_path_factory):
         agent = Steps([(lambda r: set_knob(r, "MATRIX_LR", 0.08), "double the Muon learning rate",
                         "The matrices train slowly at this budget, so a larger Muon LR should help."),
                        (_crash, "a change that crashes", "This one raises on purpose.")])
-        # (no protected re-score: the pages show what was recorded; test_real_study covers the scorer)
-        study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 1, "rescore": False}, environ={}))
+        study = Study(ws, agent=agent, config=Config.load({"baseline_runs": 1}, environ={}))
         study.optimize(max_trials=2)
         yield ws
     finally:
