@@ -143,7 +143,12 @@ class MLflowTracker:
             self._thread = threading.Thread(target=self._work, name="mlflow", daemon=True)
             self._thread.start()
             if not self._atexit:
-                atexit.register(self.close, 30.0)
+                # drain before the interpreter shuts its thread pools (MLflow uploads through one):
+                # threading's own exit hooks run first, last registered first; atexit's come too late
+                # (concurrent.futures first: imported late, it cannot register its own hook at exit)
+                import concurrent.futures.thread  # noqa: F401
+                register = getattr(threading, "_register_atexit", None) or atexit.register
+                register(self.close, 30.0)
                 self._atexit = True
         self._queue.put(trial)
 
