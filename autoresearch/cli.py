@@ -1,6 +1,7 @@
 """The command line: parse flags, call the API, print. AutoresearchError -> message, exit 1.
 
     autoresearch init runs/demo --profile cpu      # a workspace: git repo + harness + branch
+    autoresearch adopt ~/src/mymodel               # your own repository: writes a starter autoresearch.toml
     autoresearch prepare -C runs/demo              # data and tokenizer for its profile
     autoresearch run -C runs/demo --max-trials 10  # the study (Ctrl-C stops cleanly; run again resumes)
     autoresearch status -C runs/demo               # best, counts, last trials, what runs now
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--profile", help="smoke | cpu | mps | h100 (default: detected from the machine)")
     sp.add_argument("--tag", help="run tag (default: today's date, e.g. nov26); an existing tag is resumed")
     sp.add_argument("--data", default="embedded", help="embedded | climbmix | a folder of .parquet/.txt files")
+
+    sp = sub.add_parser("adopt", help="your own git repository: run its script once and write a starter "
+                                      "autoresearch.toml (commits nothing, copies nothing)")
+    sp.add_argument("directory", nargs="?", default=".")
+    sp.add_argument("--run", help="the command that trains and prints the metric (default: train.py, main.py, ...)")
+    sp.add_argument("--seconds", type=float, default=600.0, help="stop the probing run after this long (default 600)")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing autoresearch.toml")
 
     sp = sub.add_parser("prepare", help="prepare data and tokenizer for the workspace's profile")
     ws(sp, tag=False)
@@ -142,6 +150,12 @@ def _cmd_status(args) -> int:
     ws, harness, trials = load_trials(args.workspace, args.tag)
     dir_ = ws.root / ".autoresearch" / ws.tag
     print(report.summary(trials, harness.metric, harness.direction, ws.tag, report.running(dir_), last=args.last))
+    python, where = harness.interpreter()
+    print(f"\npython    {python} ({where})")
+    held, not_held = harness.protection()
+    for label, lines in (("protected", held), ("not held", not_held)):
+        for i, line in enumerate(lines):
+            print(f"{label if i == 0 else '':9} {line}")
     return 0
 
 
@@ -201,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             ws = init(args.directory, profile=args.profile, tag=args.tag, data=args.data)
             print(f"workspace {ws.root} on branch {ws.branch}\nnext: autoresearch prepare -C {args.directory} && "
                   f"autoresearch run -C {args.directory}")
+            return 0
+        if args.command == "adopt":
+            from autoresearch.adopt import adopt
+            print(adopt(args.directory, run=args.run, seconds=args.seconds, force=args.force))
             return 0
         if args.command == "prepare":
             from autoresearch.study import prepare

@@ -68,5 +68,6 @@ class Console(Quiet):
         value = f"{trial.value:.6f}" if trial.value is not None else "-"
         n = f" x{len(trial.values)}" if len(trial.values) > 1 else ""
         why = f" ({trial.reason.splitlines()[0][:120]})" if trial.reason and trial.state.value != "keep" else ""
-        self.message(f"[{self._label or trial.number}] {trial.state.value.upper()} {self.metric}={value}{n} "
+        label = "baseline" if trial.kind == "baseline" else f"trial {trial.number}"   # an unrun trial has no start
+        self.message(f"[{label}] {trial.state.value.upper()} {self.metric}={value}{n} "
                      f"{trial.description}{why}")

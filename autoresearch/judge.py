@@ -6,6 +6,11 @@ A candidate is kept only when its mean beats the best's mean by more than `sigma
 errors of the difference (and by `min_delta`). A close call, within `confirm_band` standard
 errors of that threshold, asks for another measurement instead of a verdict.
 Upstream's rule, for comparison, is `greedy`: keep whatever prints a better number.
+
+Zero noise is not trusted: when every repeat was identical (a seeded, deterministic script) or
+there was one run only, the sd says nothing about how much a gain must be to be real, so the
+judge keeps only gains above a minimum effect: `min_delta` when set, else `prior_sd` (an assumed
+sd) when set, else ZERO_NOISE_FLOOR (0.1%) of the best's value. `describe()` says which.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 KEEP, DISCARD, CONFIRM = "keep", "discard", "confirm"
 PRIOR_DOF = 2     # weight of an assumed prior_sd, in degrees of freedom
+ZERO_NOISE_FLOOR = 1e-3   # with no measured noise: keep gains above this fraction of the best's value
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,31 @@ class Judge:
     def dof(self) -> int:
         return self._dof
 
+    @property
+    def zero_noise(self) -> bool:
+        """No noise measured (identical repeats, or none) and none assumed: the sd cannot set a threshold."""
+        return self.sd == 0.0
+
+    def floor(self, best_value: float) -> float:
+        """The minimum effect to keep: min_delta, or with zero noise and no min_delta the fallback."""
+        if self.min_delta or not self.zero_noise:
+            return self.min_delta
+        return ZERO_NOISE_FLOOR * abs(best_value)
+
+    def describe(self, runs: int, values=()) -> str:
+        """The baseline's noise line (shown by status), warning when the noise cannot be trusted."""
+        text = f"noise sd {self.sd:.6f} from {runs} run{'' if runs == 1 else 's'}"
+        if not self.zero_noise:
+            return text
+        why = "one run measures no noise" if runs < 2 else "identical repeats (a deterministic run?)"
+        if self.min_delta:
+            rule = f"keeping only gains above min_delta {self.min_delta:g}"
+        else:
+            best = statistics.fmean(values) if values else 0.0
+            rule = (f"keeping only gains above {self.floor(best):.6g} ({ZERO_NOISE_FLOOR:.1%} of the baseline); "
+                    f"set min_delta or prior_sd in [study] to choose")
+        return f"{text}; WARNING: {why}: {rule}"
+
     def decide(self, candidate: list[float], best: list[float]) -> Decision:
         nc, nb = len(candidate), len(best)
         if nc == 0 or nb == 0:
@@ -86,7 +117,7 @@ class Judge:
         sign = 1.0 if self.direction == "minimize" else -1.0
         improvement = sign * (statistics.fmean(best) - statistics.fmean(candidate))
         se = self.sd * math.sqrt(1.0 / nc + 1.0 / nb)
-        threshold = max(self.min_delta, self.sigma * se)
+        threshold = max(self.floor(statistics.fmean(best)), self.sigma * se)
         band = self.confirm_band * se
         if improvement <= 0 or improvement < threshold - band:
             verdict = DISCARD

@@ -1,13 +1,17 @@
-"""Knobs: the UPPER_CASE literal constants at the top level of a Python file.
+"""Knobs: the hyperparameters of a Python file, where they are written as literals.
 
-`find(source)` lists them with `ast`; `rewrite(source, {NAME: value})` replaces only those
+Two kinds: UPPER_CASE constants at the top level (`MATRIX_LR = 0.04`), and argparse defaults
+(`parser.add_argument("--lr", type=float, default=3e-4)`, named by their dest, `lr`).
+`find(source)` lists both with `ast`; `rewrite(source, {NAME: value})` replaces only those
 literals' characters, so comments, layout and everything else stay byte-for-byte the same.
 Used by the builtin agent (to propose values) and by harness profiles (to set defaults).
+`on_command(run, knobs)` names the flags a run command passes itself, whose defaults do nothing.
 """
 
 from __future__ import annotations
 
 import ast
+import shlex
 from dataclasses import dataclass
 
 
@@ -19,6 +23,7 @@ class Knob:
     col: int           # 0-based column (characters) of the literal's start
     end_line: int
     end_col: int
+    flag: str = ""     # "--lr" for an argparse default, "" for a constant
 
 
 def _literal(node: ast.AST):
@@ -33,9 +38,53 @@ def _literal(node: ast.AST):
 
 
 def find(source: str) -> dict[str, Knob]:
-    """Top-level `NAME = <literal>` assignments with an all-caps name, in file order."""
+    """Top-level `NAME = <literal>` assignments with an all-caps name, in file order, then argparse
+    defaults by dest (a constant wins a clash of names)."""
+    tree = ast.parse(source)
+    knobs = _constants(tree)
+    for name, knob in _flags(tree).items():
+        knobs.setdefault(name, knob)
+    return knobs
+
+
+def _flags(tree: ast.AST) -> dict[str, Knob]:
+    """`*.add_argument("--name", ..., default=<literal>)` anywhere in the file, by dest."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add_argument"):
+            continue
+        options = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        flags = [o for o in options if o.startswith("--")] or [o for o in options if o.startswith("-")]
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        if not flags or "default" not in kw:
+            continue
+        dest = kw.get("dest")
+        name = dest.value if isinstance(dest, ast.Constant) and isinstance(dest.value, str) else \
+            flags[0].lstrip("-").replace("-", "_")
+        try:
+            lit = _literal(kw["default"])
+        except ValueError:
+            continue
+        v = kw["default"]
+        found.append(Knob(name, lit, v.lineno, v.col_offset, v.end_lineno, v.end_col_offset, flag=flags[0]))
+    found.sort(key=lambda k: (k.line, k.col))
+    return {k.name: k for k in found}
+
+
+def on_command(command: str, knobs: dict[str, Knob]) -> list[str]:
+    """The knobs whose flag the run command passes itself (`--lr 0.1`, `--lr=0.1`): their defaults do nothing."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        argv = command.split()
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
+    return [k.name for k in knobs.values() if k.flag and k.flag in given]
+
+
+def _constants(tree: ast.AST) -> dict[str, Knob]:
     knobs: dict[str, Knob] = {}
-    for node in ast.parse(source).body:
+    for node in tree.body:
         target, value = None, None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target, value = node.targets[0], node.value

@@ -1,8 +1,9 @@
 """Ledger: the append-only record of trials.
 
-`results.tsv` has exactly upstream's five tab-separated columns (commit, val_bpb, memory_gb,
-status, description) so upstream's analysis notebook reads it; it is untracked by git so a
-reset never loses a row. `.autoresearch/<tag>/trials.jsonl` holds the full record for the
+`results.tsv` has upstream's five tab-separated columns (commit, <metric>, memory_gb, status,
+description); the second is named after the harness' metric, so the GPT harness writes `val_bpb`
+and upstream's analysis notebook reads it. memory_gb is the run's printed `peak_vram_mb` / 1024
+(0.0 when the run prints none). The tool's files are never git's: a reset never loses a row. `.autoresearch/<tag>/trials.jsonl` holds the full record for the
 tool (every state, all metrics, repeats, cost, parent) and is what a resume reads back.
 Each row is flushed and fsynced before git moves.
 """
@@ -19,8 +20,6 @@ from pathlib import Path
 
 from autoresearch.trial import Trial, TrialState
 
-HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
-
 
 def clean(text: str, limit: int = 0) -> str:
     """One line of printable text: control characters (NUL, tabs, newlines, escapes) become spaces."""
@@ -33,6 +32,14 @@ def _fields(*values) -> str:
     buf = io.StringIO()
     csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(values)
     return buf.getvalue()
+
+
+def header(metric: str = "val_bpb") -> str:
+    """The TSV's first line; the second column is named after the metric (upstream's val_bpb for the GPT harness)."""
+    return _fields("commit", clean(metric) or "value", "memory_gb", "status", "description")
+
+
+HEADER = header()
 
 
 def tsv_row(trial: Trial, metric: str = "val_bpb") -> str:
@@ -109,7 +116,7 @@ class Ledger:
                     f.flush()
                     os.fsync(f.fileno())
         trials = self.load()
-        expected = HEADER + "".join(tsv_row(t, self.metric) for t in trials)
+        expected = header(self.metric) + "".join(tsv_row(t, self.metric) for t in trials)
         current = self.tsv.read_text(encoding="utf-8") if self.tsv.exists() else None
         if current != expected:
             if current and not expected.startswith(current):

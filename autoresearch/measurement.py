@@ -81,6 +81,7 @@ class Walls:
     box: Sandbox
     hidden: tuple = ()
     readable: tuple = ()
+    outputs: tuple = ()       # the harness' output folders: writable for a run, backed by its scratch
 
     @classmethod
     def of(cls, harness, box: Sandbox | None) -> "Walls":
@@ -88,10 +89,19 @@ class Walls:
         if box is None:
             from autoresearch import sandbox
             box = sandbox.detect(os.environ.get("AUTORESEARCH_SANDBOX", "auto"))
-        return cls(box, tuple(harness.paths("hidden")), tuple(harness.paths("readable")))
+        python = Path(harness.interpreter()[0]).resolve()     # the repository's own venv may live elsewhere
+        return cls(box, tuple(harness.paths("hidden")), (*harness.paths("readable"), python.parent.parent),
+                   tuple(harness.outputs))
 
-    def wrap(self, argv, cwd, scratch, readable=()) -> list[str]:
-        return self.box.wrap(argv, cwd, scratch, hidden=self.hidden, readable=(*self.readable, *readable))
+    def wrap(self, argv, cwd, scratch, readable=(), run: bool = False) -> list[str]:
+        """run: the training run itself, which may write into the harness' output folders."""
+        writable = ()
+        if run and self.box.enforced:
+            for rel in self.outputs:
+                (Path(cwd) / rel).mkdir(parents=True, exist_ok=True)   # an empty folder: git does not see it
+            writable = self.outputs
+        return self.box.wrap(argv, cwd, scratch, hidden=self.hidden, readable=(*self.readable, *readable),
+                             writable=writable)
 
     def prefix(self, cwd, readable=()) -> str:
         """The argv prefix (JSON) a scorer puts before its model workers, `{scratch}` their folder."""
@@ -137,12 +147,13 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     env = harness_env(harness, extra)
     try:
-        result = runner.run(walls.wrap(runner.command(harness.run), root, scratch), root,
+        result = runner.run(walls.wrap(harness.command(harness.run), root, scratch, run=True), root,
                             timeout or harness.timeout, log, env=env, memory_limit_mb=memory_limit_mb or None,
                             on_progress=on_progress, on_start=on_start, preload=harness.preload,
                             spares=2 if scoring else 1, watch=scratch,
                             max_write_bytes=int(harness.max_write_mb * 2**20))
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
+        result = harness.summarize(result)       # a plain `test loss: X` line, when the harness names one
         saved = scratch / "model.pt"
         if saved.is_file() and not saved.is_symlink():
             os.replace(saved, model)
@@ -176,7 +187,7 @@ def _score(text, root, harness, model, log, memory_limit_mb, walls, on_start=Non
     env = harness_env(harness, {"AUTORESEARCH_WALLS": walls.prefix(root, readable=(model,)),
                                 "AUTORESEARCH_SCRATCH": str(scratch), "AUTORESEARCH_MODULES": harness.modules()})
     try:
-        return runner.run(runner.command(text, isolated=True, model=str(model)), root, max(120.0, harness.timeout),
+        return runner.run(harness.command(text, isolated=True, model=str(model)), root, max(120.0, harness.timeout),
                           log, env=env, memory_limit_mb=memory_limit_mb or None, on_start=on_start,
                           preload=harness.preload)
     finally:

@@ -49,7 +49,8 @@ def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "mini
     best = kept[-1] if kept else None
     if baseline is not None:
         sd = baseline.reason
-        lines.append(f"baseline  {metric} {_fmt(baseline.value)} ({len(baseline.values)} runs; {sd})")
+        n = len(baseline.values)
+        lines.append(f"baseline  {metric} {_fmt(baseline.value)} ({n} run{'' if n == 1 else 's'}; {sd})")
     if best is not None:
         gain = ""
         if baseline is not None and best is not baseline and best.value is not None and baseline.value is not None:
@@ -88,6 +89,7 @@ def plot(trials: list[Trial], path: Path, metric: str = "val_bpb", direction: st
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(14, 6))
     ran = [t for t in trials if t.value is not None and t.state in (TrialState.KEEP, TrialState.DISCARD)]
@@ -118,6 +120,7 @@ def plot(trials: list[Trial], path: Path, metric: str = "val_bpb", direction: st
     n_kept = max(0, len(kept) - 1)
     ax.set_title(f"autoresearch progress: {len(trials)} trials, {n_kept} kept improvements")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))   # trials are whole numbers
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
     ax.grid(alpha=0.2)
     ax.legend(loc="upper right")

@@ -47,9 +47,12 @@ class Sandbox:
     def enforced(self) -> bool:
         return self.kind == "bwrap"
 
-    def wrap(self, argv: list[str], cwd: str | Path, scratch: str | Path, hidden=(), readable=()) -> list[str]:
+    def wrap(self, argv: list[str], cwd: str | Path, scratch: str | Path, hidden=(), readable=(),
+             writable=()) -> list[str]:
         """argv run inside the walls, in cwd (a workspace, or a worktree of one: the repository it
-        belongs to has its .git and .autoresearch hidden all the same); scratch must exist."""
+        belongs to has its .git and .autoresearch hidden all the same); scratch must exist.
+        writable: folders of cwd (existing) the run writes into, each backed by scratch/outputs/<folder>:
+        what the run writes there lands in its scratch folder and goes with it."""
         if not self.enforced:
             return list(argv)
         cwd, scratch = Path(cwd).resolve(), Path(scratch).resolve()
@@ -76,6 +79,10 @@ class Sandbox:
         if repo != cwd:
             out += _hide([cwd / ".git", cwd / ".autoresearch"], covered)
         out += ["--bind", str(scratch), str(scratch)]
+        for rel in writable:
+            backing = scratch / "outputs" / rel
+            backing.mkdir(parents=True, exist_ok=True)
+            out += ["--bind", str(backing), str(cwd / rel)]
         out += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--die-with-parent", "--new-session"]
         if os.geteuid() == 0:

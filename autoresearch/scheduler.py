@@ -538,7 +538,7 @@ class Scheduler:
                 ws.pin(number, trial.commit)
         study._record(trial)                   # fsynced before git moves
         self._recorded += 1
-        if cand.agent_failed:
+        if cand.agent_failed or (state == TrialState.INVALID and not ran):   # an unusable proposal is a failure
             self._failures += 1
         elif cand.proposal is not None:
             self._failures = 0

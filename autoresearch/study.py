@@ -42,7 +42,7 @@ def prepare(workspace, progress=None) -> None:
         return
     import subprocess
     env = harness_env(harness)
-    proc = subprocess.Popen(runner.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(harness.command(harness.prepare), cwd=ws.root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
     for line in proc.stdout:
@@ -91,17 +91,18 @@ class Study:
     def reconcile(self) -> None:
         """Make git agree with the ledger (the ledger is the truth) and load the history."""
         ws, ledger = self.ws, self.ledger
+        resuming = bool(ledger.load()) or ledger.meta_path.exists()
+        # refused before anything is created; files untracked now are the user's, left alone (a study killed
+        # mid-trial adopts none: what appeared since is the trial's and is stashed below)
+        ws.leave_alone(self.harness.required_files(), adopt_new=not (ledger.dir / "running.json").exists(),
+                       refuse_changes=not resuming)
         if not ws.branch_exists():
             if ws.current_branch() in ("HEAD", "") or ledger.load():
                 raise WorkspaceError(f"no branch {ws.branch}: run `autoresearch init {ws.root} --tag {ws.tag}`")
             ws.checkout(create=True)
         self._clean_up_after_kill()
-        resuming = bool(ledger.load()) or ledger.meta_path.exists()
         if ws.is_dirty():
             changed = ", ".join(ws.changed_files()[:5])
-            if not resuming:
-                raise WorkspaceError(f"{ws.root} has uncommitted changes ({changed}): commit or stash them "
-                                     f"before a study starts")
             # an edit in flight when the tool was killed: keep it in a stash, never lose it
             ws.stash(f"autoresearch: changes in flight when tag {ws.tag} stopped ({changed})")
         ws.checkout()
@@ -167,6 +168,8 @@ class Study:
         limits = (cfg.max_trials if max_trials is None else max_trials, cfg.hours if hours is None else hours,
                   cfg.max_cost if max_cost is None else max_cost)
         agents_mod.check(self.agent)
+        if hasattr(self.agent, "check_harness"):     # e.g. the builtin agent's [search] names, before the baseline
+            self.agent.check_harness(self.harness)
         self.sandbox = sandbox.detect(cfg.sandbox)
         os.environ["AUTORESEARCH_SANDBOX"] = cfg.sandbox      # the executors' workers use the same walls
         if not self.sandbox.enforced:
@@ -216,7 +219,7 @@ class Study:
         """The harness' own check command says whether its data is there (exit 0) or not."""
         if not self.harness.check:
             return
-        argv = runner.command(self.harness.check)
+        argv = self.harness.command(self.harness.check)
         import subprocess
         r = subprocess.run(argv, cwd=self.ws.root, env=harness_env(self.harness),
                            capture_output=True, text=True)
@@ -260,7 +263,7 @@ class Study:
         self._pin_baseline(last, seconds - training, len(values))
         trial = self._trial(number, TrialState.KEEP, "baseline", commit=commit, parent=commit, values=tuple(values),
                             m=last, seconds=seconds, training=training, kind="baseline", started=started,
-                            reason=f"noise sd {self.judge.sd:.6f} from {len(values)} runs",
+                            reason=self.judge.describe(len(values), values),
                             extra=self._holdout(number, len(values), every=True))
         self._drop_models(number)
         ws.pin(number, commit)
@@ -324,18 +327,15 @@ class Study:
         except KeyboardInterrupt:
             raise
         except Exception as e:  # an agent's crash or timeout is a trial, not the end of the study
-            self._failures += 1
             kind = "agent failed" if isinstance(e, AgentError) else f"agent crashed ({type(e).__name__})"
             return self._discard_unrun(number, parent, TrialState.INVALID, f"{kind}: {e}", f"{kind}: {e}",
                                        started, agent_seconds=time.monotonic() - t0)
         agent_seconds = time.monotonic() - t0
         tampered = ws.tampered(guard)
-        if tampered:
-            self._failures += 1
+        if tampered:             # (an INVALID trial counts as the agent's failure: _discard_unrun)
             return self._discard_unrun(number, parent, TrialState.INVALID, clean(proposal.description or "", 300),
                                        f"the agent changed git's own files ({', '.join(tampered[:5])}): restored",
                                        started, agent_seconds=agent_seconds)
-        self._failures = 0
         description = clean(proposal.description or "", 300) or "(no description)"
         cost = self._cost(proposal)
         common = dict(agent_seconds=agent_seconds, cost=cost, proposal=proposal)
@@ -366,6 +366,7 @@ class Study:
             return self._discard_unrun(number, parent, state, description,
                                        f"same code as trial {twin.number}: not run again", started,
                                        value=twin.value, **common)
+        self._failures = 0           # a usable change; an INVALID proposal counts as the agent's failure
         commit = ws.commit(f"trial {number}: {description}")
         ws.pin(number, commit)
         self.display.trial_started(number, description, h.budget)
@@ -484,6 +485,8 @@ class Study:
                             started=started, reason=reason, agent_seconds=agent_seconds, cost=cost,
                             proposal=proposal, value=value)
         self._record(trial)
+        if state == TrialState.INVALID:
+            self._failures += 1
         self.ws.reset_hard(parent)
         self._running(None)
         return trial
@@ -502,6 +505,7 @@ class Study:
         if tampered:
             return Measurement(TrialState.INVALID, None, m.result, f"the run changed git's own files "
                                                                   f"({', '.join(tampered[:5])}): restored")
+        self.ws.drop_run_outputs()       # what the run wrote is not the agent's edit
         if self._ledger_state() != before:
             self._repair_ledger()
             return Measurement(TrialState.INVALID, None, m.result,

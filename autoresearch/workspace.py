@@ -3,12 +3,19 @@
 Commit, reset, diff and worktrees here are the only changes the tool makes to code. Every
 experiment is one commit; the branch advances only on keep; each trial's commit is also
 pinned under refs/autoresearch/<tag>/<n> so a discarded experiment's diff stays readable.
+
+The tool's own files (results.tsv, .autoresearch/) are never the user's changes: every status,
+commit, stash and clean here leaves them out by pathspec, whatever the repository's .gitignore
+says, and they are listed in .git/info/exclude. So are the files that were untracked when the
+study started (`leave_alone`): never deleted, committed, stashed or blocking. What a run writes
+is removed after its measurement (`drop_run_outputs`), so an agent is judged on its edit only.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +53,12 @@ __pycache__/
 *.pyc
 *.pt
 """
+
+
+# the tool's own paths: never staged, stashed, cleaned or counted as a change, whatever .gitignore says
+TOOL_PATHS = ("results.tsv", ".autoresearch")
+# written to .git/info/exclude so the user's `git status` does not list them either
+EXCLUDE = ("results.tsv", "progress.png", "report.md", ".autoresearch/")
 
 
 def default_tag() -> str:
@@ -87,6 +100,7 @@ class Workspace:
                                  f"root: run autoresearch in the repository's top folder")
         self._ident = None
         self.tag = tag or self._tag_from_branch() or default_tag()
+        self._left_alone: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ git plumbing
     def git(self, *args: str, check: bool = True, cwd: Path | None = None) -> str:
@@ -123,9 +137,92 @@ class Workspace:
         else:
             raise WorkspaceError(f"no branch {self.branch}: run `autoresearch init {self.root} --tag {self.tag}`")
 
+    # ------------------------------------------------------------------ what is not the study's
+    @property
+    def _left_alone_path(self) -> Path:
+        return self.root / ".autoresearch" / self.tag / "untracked.json"
+
+    @property
+    def left_alone(self) -> tuple[str, ...]:
+        """Paths untracked before the study started (a folder ends with /): never touched."""
+        if self._left_alone is None:
+            try:
+                self._left_alone = tuple(json.loads(self._left_alone_path.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError, TypeError):
+                self._left_alone = ()
+        return self._left_alone
+
+    def _pathspec(self, adding: bool = False) -> list[str]:
+        """`-- . :(exclude)...`: everything but the tool's files and the files left alone. (`git add` refuses
+        a pathspec naming an ignored path, even to exclude it, and skips those anyway: not named then.)"""
+        paths = [*TOOL_PATHS, *self.left_alone]
+        if adding:
+            r = _git(["git", "-c", "core.quotePath=false", "check-ignore", "--", *paths], cwd=self.root)
+            ignored = set(r.stdout.splitlines())
+            paths = [p for p in paths if p not in ignored and p.rstrip("/") not in ignored]
+        return ["--", ".", *(f":(exclude,literal){p}" for p in paths)]
+
+    def untracked(self) -> list[str]:
+        """Untracked, not ignored, not the tool's and not left alone; a wholly untracked folder as `dir/`."""
+        r = _git(["git", "status", "--porcelain=v1", "-z", "--untracked-files=normal", *self._pathspec()],
+                 cwd=self.root)
+        if r.returncode != 0:
+            raise WorkspaceError(f"git status failed: {r.stderr.strip()}")
+        return sorted(item[3:] for item in r.stdout.split("\0") if item.startswith("?? "))
+
+    def leave_alone(self, required=(), adopt_new: bool = True, refuse_changes: bool = False) -> tuple[str, ...]:
+        """Before a study: the files untracked now are the user's, never the study's (remembered for the
+        tag, so a resume knows them). `required` (the harness' own files) must be committed instead.
+        adopt_new=False (a study killed mid-trial): what appeared since is the trial's, not the user's.
+        refuse_changes: any other change to tracked files is refused too, before anything is written."""
+        tracked = self.git("ls-files", "--", *TOOL_PATHS, check=False)
+        if tracked:
+            raise WorkspaceError(f"{self.root}: git tracks the tool's own {tracked.splitlines()[0]}, which a reset "
+                                 f"would rewind: `git -C {self.root} rm -r --cached {' '.join(TOOL_PATHS)}` and "
+                                 f"commit, then run again")
+        now = self.untracked()
+        blocking = [p for p in now if any(r == p or (p.endswith("/") and r.startswith(p)) for r in required)]
+        if blocking:
+            raise WorkspaceError(f"{self.root}: {', '.join(blocking)} not committed: the study runs what git "
+                                 f"holds. `git -C {self.root} add {' '.join(blocking)} && git -C {self.root} "
+                                 f"commit -m 'autoresearch harness'`, then run again")
+        keep = tuple(sorted({*self.left_alone, *(now if adopt_new else ())}))
+        self._left_alone = keep
+        if refuse_changes and self.is_dirty():
+            raise WorkspaceError(f"{self.root} has uncommitted changes ({', '.join(self.changed_files()[:5])}): "
+                                 f"commit or stash them before a study starts")
+        self.exclude_tool_files()
+        if keep != self.left_alone or not self._left_alone_path.exists():
+            self._left_alone_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._left_alone_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(list(keep)))
+            tmp.replace(self._left_alone_path)
+        return keep
+
+    def exclude_tool_files(self) -> None:
+        """List the tool's files in .git/info/exclude (local to this clone, never committed)."""
+        common = self.git("rev-parse", "--git-common-dir", check=False) or ".git"
+        path = (self.root / common / "info" / "exclude").resolve()
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        missing = [line for line in EXCLUDE if line not in text.splitlines()]
+        if missing:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            head = "" if not text or text.endswith("\n") else "\n"
+            path.write_text(text + head + "# autoresearch: the tool's own files\n" + "\n".join(missing) + "\n")
+
+    def drop_run_outputs(self) -> None:
+        """After a measurement: back to exactly HEAD. What the run wrote (untracked before it, not ignored)
+        is removed and what it changed is restored, so the next diff is the agent's edit only."""
+        self.reset_hard("HEAD")
+
     def status(self) -> list[tuple[str, str]]:
-        """(code, path) for every change against HEAD, untracked files included, ignored ones not."""
-        r = _git(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=self.root)
+        """(code, path) for every change against HEAD, untracked files included; ignored ones, the tool's
+        files and the files left alone not."""
+        r = _git(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", *self._pathspec()],
+                 cwd=self.root)
         if r.returncode != 0:
             raise WorkspaceError(f"git status failed: {r.stderr.strip()}")
         out = r.stdout
@@ -151,7 +248,7 @@ class Workspace:
     def commit(self, message: str, paths: list[str] | None = None) -> str:
         """Commit every change (or only paths) and return the new commit."""
         if paths is None:
-            self.git("add", "-A")
+            self.git("add", "-A", *self._pathspec(adding=True))
         else:
             self.git("add", "-A", "--", *paths)
         if self._ident is None:
@@ -160,15 +257,16 @@ class Workspace:
         return self.head()
 
     def reset_hard(self, commit: str) -> None:
-        """Make the branch and the working tree exactly commit; ignored files (results, logs) stay."""
+        """Make the branch and the working tree exactly commit; ignored files, the tool's files (results,
+        logs) and the files left alone stay."""
         self.git("reset", "-q", "--hard", commit)
-        self.git("clean", "-q", "-fd")
+        self.git("clean", "-q", "-fd", *self._pathspec())
 
     def stash(self, message: str) -> bool:
         """Stash every change, untracked included; True when something was stashed."""
         if not self.is_dirty():
             return False
-        self.git("stash", "push", "-q", "-u", "-m", message)
+        self.git("stash", "push", "-q", "-u", "-m", message, *self._pathspec(adding=True))
         return True
 
     def pin(self, number: int, commit: str) -> None:
@@ -255,6 +353,9 @@ def init(directory: str | Path, profile: str | None = None, tag: str | None = No
         ws.checkout()
         return ws
     if not (directory / harness_mod.TOML).exists():
+        if has_commits:
+            raise WorkspaceError(f"{directory} already holds commits: `init` lays the GPT harness into a new folder "
+                                 f"only. For your own repository run `autoresearch adopt {directory}`")
         profile = profile or harness_mod.default_profile()
         clash = [n for n in (*harness_mod.HARNESS_FILES, ".gitignore") if (directory / n).exists()]
         if [n for n in clash if n != ".gitignore"]:
@@ -266,6 +367,7 @@ def init(directory: str | Path, profile: str | None = None, tag: str | None = No
         if loaded.profile and loaded.profile != profile:
             raise WorkspaceError(f"{directory} is set up for profile {loaded.profile!r}, not {profile!r}: "
                                  f"init another folder for another profile")
+    ws.exclude_tool_files()
     ignore = directory / ".gitignore"
     existing = ignore.read_text() if ignore.exists() else ""
     missing = [l for l in GITIGNORE.splitlines() if l and not l.startswith("#") and l not in existing.splitlines()]

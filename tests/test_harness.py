@@ -221,14 +221,43 @@ def test_rescore_matches_training(trained, ws, env):
     assert re.fullmatch(r"[0-9a-f]{16}", p.stdout.split("data_sha256:")[1].strip())
 
 
-def test_non_causal_model_is_rejected(trained, ws, env, tmp_path):
+@pytest.fixture
+def compact(env):
+    """The scorer's compact answers (what CUDA uses: log-normalisers and target logits, checked at
+    random positions against whole logits asked for afterwards), forced on the CPU."""
+    return dict(env, AUTORESEARCH_SCORE_TRANSFER="compact")
+
+
+def test_compact_answers_give_the_same_score(trained, ws, compact):
+    p = score([".autoresearch/model.pt"], ws, compact)
+    assert p.returncode == 0, p.stderr
+    assert summary(p.stdout)["val_bpb"] == pytest.approx(summary(trained)["val_bpb"], rel=1e-5)
+
+
+def test_a_worker_whose_answers_disagree_with_its_logits_is_refused(trained, ws, compact, tmp_path):
+    # train.py's code runs in the model worker: it patches what the worker answers with
+    lie = ("import sys as _s\n"
+           "if not _s.argv[0].endswith('train.py'):\n"
+           "    _lse = torch.logsumexp\n"
+           "    torch.logsumexp = lambda x, dim=-1, **k: _lse(x, dim=dim, **k) - 1.0\n")
+    src = (ws / "train.py").read_text().replace("import prepare\n", "import prepare\n" + lie, 1)
+    d = make_workspace(tmp_path / "liar", src)
+    p = score([str(ws / ".autoresearch" / "model.pt")], d, compact)
+    assert p.returncode == 1 and "does not match its own logits" in p.stderr
+
+
+@pytest.mark.parametrize("transfer", ["full", "compact"])
+def test_non_causal_model_is_rejected(trained, ws, env, tmp_path, transfer):
+    env = dict(env, AUTORESEARCH_SCORE_TRANSFER=transfer)
     src = (ws / "train.py").read_text().replace("is_causal=True)", "is_causal=False)")
     d = make_workspace(tmp_path / "ws", src)
     p = score([str(ws / ".autoresearch" / "model.pt")], d, env)
     assert p.returncode == 3 and "model is not causal" in p.stderr
 
 
-def test_model_causal_only_at_a_small_batch_size_is_rejected(trained, ws, env, tmp_path):
+@pytest.mark.parametrize("transfer", ["full", "compact"])
+def test_model_causal_only_at_a_small_batch_size_is_rejected(trained, ws, env, tmp_path, transfer):
+    env = dict(env, AUTORESEARCH_SCORE_TRANSFER=transfer)
     # peeks at the next token whenever the batch is not the size an old check used (2)
     ret = "        return self.config.softcap * torch.tanh(logits / self.config.softcap)\n"
     peek = ("        out = self.config.softcap * torch.tanh(logits / self.config.softcap)\n"

@@ -50,7 +50,7 @@ def test_keep_and_discard(ws):
     states = [t.state for t in trials]
     assert states == [TrialState.KEEP, TrialState.KEEP, TrialState.DISCARD, TrialState.KEEP]
     assert trials[0].kind == "baseline" and trials[0].values == (5.0, 5.0)
-    assert trials[0].reason == "noise sd 0.000000 from 2 runs"
+    assert trials[0].reason.startswith("noise sd 0.000000 from 2 runs; WARNING: identical repeats")
     assert trials[1].value == pytest.approx(2.0) and trials[3].value == pytest.approx(1.0)
     assert "X = 3.0" in (ws / "train.py").read_text()
     # the discarded experiment's commit stays readable under refs/autoresearch

@@ -1,6 +1,7 @@
-"""The builtin agent: no LLM, no network. It tunes train.py's UPPER_CASE constants with Optuna.
+"""The builtin agent: no LLM, no network. It tunes the script's hyperparameters with Optuna: its
+UPPER_CASE constants and its argparse defaults (`add_argument("--lr", default=3e-4)` is `lr`).
 
-Each proposal: find the constants named in the `[search]` ranges with `ast`, rebuild an
+Each proposal: find the knobs named in the `[search]` ranges with `ast`, rebuild an
 Optuna TPE study from the trial history (each recorded trial's constants and its metric;
 crashes count as failures), ask it for a point, and apply only the one or two constants that
 moved furthest from the best's values, so every trial is one readable change
@@ -9,7 +10,8 @@ local steps from the best instead (one constant x/÷ 1.5-2), as random draws ove
 range are mostly far-off values. Literals are rewritten in place: comments and layout stay.
 
 Ranges: `[search]` in autoresearch.toml, NAME = [low, high, scale] with scale one of
-"log", "linear", "int", "int_log".
+"log", "linear", "int", "int_log". `check_harness()` refuses, before the baseline, a name that
+matches no knob and a flag the run command passes itself (changing its default does nothing).
 """
 
 from __future__ import annotations
@@ -67,9 +69,15 @@ def _inside(value, dist) -> bool:
     return dist.low <= value <= dist.high
 
 
-def _local_move(current: dict, dists: dict, rng: random.Random) -> dict:
-    """A step from the best: one knob x/÷ 1.5-2 (log), +-10-25% of its range (linear), +-1 (int)."""
-    name = rng.choice(sorted(dists))
+def _key(name: str) -> str:
+    """A [search] name as a knob name: `--learning-rate` is the argparse dest `learning_rate`."""
+    return name.lstrip("-").replace("-", "_") if name.startswith("-") else name
+
+
+def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str], turn: int) -> dict:
+    """A step from the best: one knob x/÷ 1.5-2 (log), +-10-25% of its range (linear), +-1 (int).
+    The knobs take turns (`order` is a seeded shuffle), so the first local moves try different ones."""
+    name = order[turn % len(order)]
     dist, value = dists[name], current[name]
     if isinstance(dist.low, int) and not dist.log:
         new = value + rng.choice((-1, 1))
@@ -93,18 +101,50 @@ class BuiltinAgent(Agent):
     def check(self) -> None:
         import optuna  # noqa: F401  (a clear ImportError if the install is broken)
 
+    def _file(self, editable) -> str | None:
+        return self.file or next((f for f in editable if f.endswith(".py")), None)
+
+    def check_harness(self, harness) -> None:
+        """Before the baseline: every [search] name is a knob of the script, and not one its run command sets."""
+        name = self._file(harness.editable)
+        if name is None:
+            raise ConfigError("the builtin agent needs an editable .py file with UPPER_CASE constants or argparse "
+                              "defaults; name one in [harness] editable, or pick another --agent")
+        try:
+            found = knobs.find((harness.root / name).read_text())
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ConfigError(f"the builtin agent cannot read {name}: {e}") from None
+        numeric = {k: v for k, v in found.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+        listing = ", ".join(f"{k} = {knobs.format_value(v.value)}" for k, v in numeric.items()) or "none"
+        if not harness.search:
+            raise ConfigError(f"autoresearch.toml has no [search] ranges for the builtin agent; {name} has: "
+                              f"{listing}. Add NAME = [low, high, \"log\"] lines under [search]")
+        unknown = [k for k in harness.search if _key(k) not in numeric]
+        if unknown:
+            raise ConfigError(f"[search] names {', '.join(unknown)}, which {name} has not as a numeric UPPER_CASE "
+                              f"constant or argparse default; found: {listing}")
+        fixed = [k for k in knobs.on_command(harness.run, found) if k in {_key(n) for n in harness.search}]
+        if fixed:
+            raise ConfigError(f"the run command `{harness.run}` sets {', '.join(numeric[k].flag for k in fixed)} "
+                              f"itself, so changing the default in {name} does nothing: remove it from run "
+                              f"(set the default instead) or from [search]")
+        for k, spec in harness.search.items():
+            _distribution(k, spec, numeric[_key(k)].value)
+
     def propose(self, context: Context) -> Proposal:
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        name = self.file or next((f for f in context.editable if f.endswith(".py")), None)
+        name = self._file(context.editable)
         if name is None or name not in context.files:
-            return Proposal("", invalid="the builtin agent needs an editable .py file with UPPER_CASE constants")
+            return Proposal("", invalid="the builtin agent needs an editable .py file with UPPER_CASE constants "
+                                        "or argparse defaults")
         source = context.files[name]
         found = knobs.find(source)
-        space = {k: v for k, v in context.search.items() if k in found and not isinstance(found[k].value, (bool, str))}
+        search = {_key(k): v for k, v in context.search.items()}
+        space = {k: v for k, v in search.items() if k in found and not isinstance(found[k].value, (bool, str))}
         if not space:
-            return Proposal("", invalid=f"no [search] range names an UPPER_CASE constant of {name}; add ranges "
-                                        f"to autoresearch.toml [search]")
+            return Proposal("", invalid=f"no [search] range names a constant or argparse default of {name}; "
+                                        f"add ranges to autoresearch.toml [search]")
         current = {k: found[k].value for k in space}
         dists = {k: _distribution(k, space[k], current[k]) for k in space}
         direction = context.direction
@@ -126,12 +166,14 @@ class BuiltinAgent(Agent):
             else:
                 continue
             study.add_trial(trial)
-        rng = random.Random(context.seed * 7919 + context.trial_number)
+        rng = random.Random(f"{context.seed}/{context.trial_number}")   # a str seed is hashed: neighbours differ
         local = len(study.trials) < self.n_startup_trials    # too little history for TPE: hill-climb
-        for _ in range(20):
+        order = sorted(dists)
+        random.Random(context.seed).shuffle(order)
+        for attempt in range(20):
             asked = study.ask(dists)
             sampled = ({k: _round(v, dists[k]) for k, v in asked.params.items()} if not local
-                       else _local_move(current, dists, rng))
+                       else _local_move(current, dists, rng, order, context.trial_number + attempt))
             moved = sorted((k for k in dists if sampled[k] != current[k]),
                            key=lambda k: _distance(sampled[k], current[k], dists[k]), reverse=True)
             if not moved:

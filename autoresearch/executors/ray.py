@@ -58,7 +58,6 @@ def _node() -> tuple[str, str]:
 
 def _ensure_prepared(root: Path, setup: Setup) -> str:
     """'' when the harness' data is there on this node (prepared once per node); else why not."""
-    from autoresearch import runner
     from autoresearch.measurement import harness_env, tail_lines
     harness = setup.harness
     key = repr((sorted(setup.readonly_sums.items()), harness.prepare, harness.profile, harness.data,
@@ -68,7 +67,7 @@ def _ensure_prepared(root: Path, setup: Setup) -> str:
     env = harness_env(harness)
 
     def check() -> bool:
-        return subprocess.run(runner.command(harness.check), cwd=root, env=env, capture_output=True).returncode == 0
+        return subprocess.run(harness.command(harness.check), cwd=root, env=env, capture_output=True).returncode == 0
 
     if not check():
         if not harness.prepare:
@@ -78,7 +77,7 @@ def _ensure_prepared(root: Path, setup: Setup) -> str:
         with open(lock, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)        # one prepare per node; the others wait, then re-check
             if not check():
-                r = subprocess.run(runner.command(harness.prepare), cwd=root, env=env, capture_output=True, text=True)
+                r = subprocess.run(harness.command(harness.prepare), cwd=root, env=env, capture_output=True, text=True)
                 if r.returncode != 0 or not check():
                     return f"preparing the data on this node failed (exit {r.returncode})\n" \
                            f"{tail_lines(r.stdout + r.stderr)}"

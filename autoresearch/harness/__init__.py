@@ -5,17 +5,26 @@ metric and its direction, the time budget. Nothing in the loop is specific to GP
 any repository with an `autoresearch.toml` is a harness. `copy_into()` lays down the default
 GPT harness for a profile: prepare.py, train.py and program.md beside this file are package
 data, copied into a workspace and run there, never imported by the tool.
+
+`python` in a command is the repository's own interpreter when it has one (`python =` in
+[harness], else `.venv/bin/python` or `venv/bin/python`), the tool's otherwise. A harness whose
+script prints its score as a plain line (`test loss: 2.13`) names it with `metric_line`, a
+regular expression whose first group is the value (the last match in the output counts).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
+import re
+import shlex
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import knobs
+from autoresearch import knobs, runner
 from autoresearch.errors import ConfigError
 
 try:
@@ -46,9 +55,12 @@ class Harness:
     program: str = "program.md"       # the agent's instructions
     score_tolerance: float = 1e-3     # relative: printed vs re-scored metric
     preload: tuple[str, ...] = ()     # modules its python commands import: a spare interpreter has them ready
+    python: str = ""                  # the interpreter `python` means; "" = the repo's .venv, else the tool's
+    metric_line: str = ""             # regex; group 1 of its last match in the output is the metric
     hidden: tuple[str, ...] = ()      # paths a run must not see (the evaluation splits); {cache} = the data cache
     readable: tuple[str, ...] = ()    # paths a run reads besides the workspace and the venv (the data cache)
     max_write_mb: float = 2048.0      # what one run may write (its scratch folder); more is INVALID
+    outputs: tuple[str, ...] = ()     # folders of the workspace a run writes into (sandbox: backed by its scratch)
     search: dict = field(default_factory=dict)   # builtin agent: NAME -> [low, high, "log"|"int"|...]
     raw: dict = field(default_factory=dict)      # the whole parsed toml (agents, prices, study)
 
@@ -57,8 +69,7 @@ class Harness:
         root = Path(root).resolve()
         path = root / TOML
         if not path.exists():
-            raise ConfigError(f"{path} not found: run `autoresearch init {root}` to make a workspace, "
-                              f"or write an {TOML} describing your harness")
+            raise ConfigError(f"{path} not found: {next_step(root)}")
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
@@ -67,13 +78,14 @@ class Harness:
         if not isinstance(h, dict):
             raise ConfigError(f"{path}: [harness] must be a table")
         known = {"editable", "readonly", "run", "prepare", "check", "score", "holdout", "metric", "direction", "budget",
-                 "allowance", "program", "score_tolerance", "preload", "hidden", "readable", "max_write_mb"}
+                 "allowance", "program", "score_tolerance", "preload", "hidden", "readable", "max_write_mb",
+                 "python", "metric_line", "outputs"}
         unknown = set(h) - known
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) in [harness]: {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(known))}")
         kw = {k: h[k] for k in known if k in h}
-        for k in ("editable", "readonly", "preload", "hidden", "readable"):
+        for k in ("editable", "readonly", "preload", "hidden", "readable", "outputs"):
             if k in kw:
                 if not isinstance(kw[k], list) or not all(isinstance(x, str) for x in kw[k]):
                     raise ConfigError(f"{path}: harness.{k} must be a list of "
@@ -84,6 +96,21 @@ class Harness:
                 raise ConfigError(f"{path}: harness.{k} must be a non-negative number")
         if kw.get("direction", "minimize") not in ("minimize", "maximize"):
             raise ConfigError(f"{path}: harness.direction must be \"minimize\" or \"maximize\"")
+        for out in kw.get("outputs", ()):
+            parts = Path(out).parts
+            if not parts or Path(out).is_absolute() or ".." in parts or parts[0] in (".git", ".autoresearch"):
+                raise ConfigError(f"{path}: harness.outputs names folders inside the repository (like \"out\"), "
+                                  f"not {out!r}")
+        for k in ("python", "metric_line", "run"):
+            if k in kw and not isinstance(kw[k], str):
+                raise ConfigError(f"{path}: harness.{k} must be a string")
+        if kw.get("metric_line"):
+            try:
+                if re.compile(kw["metric_line"]).groups < 1:
+                    raise re.error("no group")
+            except re.error as e:
+                raise ConfigError(f"{path}: harness.metric_line must be a regular expression with one group "
+                                  f"around the number, e.g. 'test loss:\\s*([-+0-9.eE]+)' ({e})") from None
         search = raw.get("search", {})
         if not isinstance(search, dict):
             raise ConfigError(f"{path}: [search] must be a table of NAME = [low, high] ranges")
@@ -121,9 +148,78 @@ class Harness:
         h.update(f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}".encode())
         return h.hexdigest()[:16]
 
+    def required_files(self) -> tuple[str, ...]:
+        """What a study needs committed: this file and the editable ones (read-only ones may be untracked)."""
+        return (TOML, *self.editable)
+
+    # ------------------------------------------------------------------ which python, which metric
+    def interpreter(self) -> tuple[str, str]:
+        """(path, where it comes from) of the interpreter a leading `python` in a command means."""
+        if self.python:
+            path = Path(self.python).expanduser()
+            path = path if path.is_absolute() else self.root / path
+            if not path.exists():
+                raise ConfigError(f"{self.root / TOML}: harness.python = {self.python!r} does not exist: "
+                                  f"point it at the interpreter of your environment (or remove it)")
+            return str(path), "python = in autoresearch.toml"
+        for venv in (".venv", "venv"):
+            for rel in ("bin/python", "Scripts/python.exe"):
+                if (self.root / venv / rel).exists():
+                    return str(self.root / venv / rel), f"the repository's {venv}"
+        return sys.executable, "the tool's own: no .venv here and no python = in [harness]"
+
+    def command(self, text: str, isolated: bool = False, **fmt) -> list[str]:
+        """argv of a harness command; a leading `python` is `interpreter()` (see runner.command)."""
+        argv = runner.command(text, isolated=isolated, **fmt)
+        if argv and shlex.split(text)[:1] in (["python"], ["python3"]):
+            argv[0] = self.interpreter()[0]
+        return argv
+
+    def summarize(self, result):
+        """A run's RunResult with the metric read by `metric_line` from its output, when the run prints no
+        summary block holding it."""
+        if not self.metric_line or result.metric(self.metric) is not None:
+            return result
+        found = re.findall(self.metric_line, result.tail or "")
+        if not found:
+            return result
+        last = found[-1][0] if isinstance(found[-1], tuple) else found[-1]
+        try:
+            value = float(last)
+        except ValueError:
+            return result
+        return dataclasses.replace(result, summary={**result.summary, self.metric: value})
+
+    def protection(self) -> tuple[list[str], list[str]]:
+        """(what guards the score of this harness, what does not): README "What is protected"."""
+        ro = ", ".join(self.readonly) or "none named"
+        held = [f"read-only files checksummed before and after every run ({ro})",
+                f"external time limit ({self.timeout:g} s, process group killed)",
+                "scrubbed environment (no keys or tokens), memory limit, ledger writes rejected"]
+        if self.score:
+            return held + ["the protected evaluator re-scores every saved model; a printed metric that disagrees "
+                           "is INVALID"], []
+        return held, [f"re-scoring: there is no `score` command, so {self.metric} is what the editable script "
+                      f"prints; an edit to how it is computed or printed is not caught (keep that code in a "
+                      f"read-only file)"]
+
     def section(self, name: str) -> dict:
         value = self.raw.get(name, {})
         return value if isinstance(value, dict) else {}
+
+
+def next_step(root: str | Path) -> str:
+    """What to do in a folder that has no autoresearch.toml yet."""
+    import subprocess
+    root = Path(root)
+    if not root.is_dir():
+        return f"run `autoresearch init {root}` to make a workspace with the GPT harness there"
+    r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=root, capture_output=True, text=True)
+    if r.returncode == 0 and r.stdout.strip():
+        return (f"run `autoresearch adopt {root}` to write one for your repository (it runs your script once), "
+                f"review it, commit it, then run again")
+    return (f"run `autoresearch init {root}` to make a workspace with the GPT harness, or commit your code and "
+            f"run `autoresearch adopt {root}`")
 
 
 # ---------------------------------------------------------------- the default GPT harness

@@ -50,7 +50,7 @@ def _load_prepare():
 # ---------------------------------------------------------------------------
 
 class Worker:
-    """One model worker: a subprocess speaking a line protocol, logits through a file."""
+    """One model worker: a subprocess speaking a line protocol, its answers through a file."""
 
     def __init__(self, model_path, scratch, profile_name):
         self.scratch = scratch
@@ -63,29 +63,55 @@ class Worker:
         env.update(HOME=scratch, TMPDIR=scratch, XDG_CACHE_HOME=scratch)
         self.proc = subprocess.Popen(argv, cwd=os.getcwd(), env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=None)
+        self.width = None
 
-    def logits(self, x, vocab):
-        """Send one (B, T) int64 batch, get (B, T, V) float32 logits back (a copy)."""
-        import numpy as np
-        data = np.ascontiguousarray(x.numpy(), dtype=np.int64)
-        self.proc.stdin.write(f"x {data.shape[0]} {data.shape[1]}\n".encode() + data.tobytes())
+    def _ask(self, head, payload, vocab):
+        """Send a command, read `ok V DTYPE`, return (V, dtype)."""
+        self.proc.stdin.write(head.encode() + payload)
         self.proc.stdin.flush()
         line = self.proc.stdout.readline(200).decode("ascii", "replace").split()
         if len(line) != 3 or line[0] != "ok" or not line[1].isdigit() or line[2] not in ("float32", "bfloat16"):
             raise WorkerFailed(" ".join(line) or f"the model worker exited ({self.proc.wait()})")
         V = int(line[1])
-        if not vocab <= V <= 2 * vocab + 4096:
+        if not vocab <= V <= 2 * vocab + 4096 or (self.width is not None and V != self.width):
             raise WorkerFailed(f"the model returned logits of width {V}, expected at least the vocabulary ({vocab})")
-        B, T = data.shape
-        want = B * T * V
-        raw = np.fromfile(self.buffer, dtype=np.float32 if line[2] == "float32" else np.int16, count=want)
-        if raw.size != want:     # (a copy: what the worker writes later cannot change it)
-            raise WorkerFailed(f"the model worker wrote {raw.size} logits, expected {want}")
+        self.width = V
+        return V, line[2]
+
+    def _read(self, count, dtype):
+        import numpy as np
         import torch
-        logits = torch.from_numpy(raw).view(B, T, V)
-        if line[2] == "bfloat16":   # bf16 logits (autocast) travel as they are: half the bytes, nothing lost
-            logits = logits.view(torch.bfloat16)
-        return logits.to(DEVICE).float()
+        raw = np.fromfile(self.buffer, dtype=np.float32 if dtype == "float32" else np.int16, count=count)
+        if raw.size != count:     # (a copy: what the worker writes later cannot change it)
+            raise WorkerFailed(f"the model worker wrote {raw.size} values, expected {count}")
+        out = torch.from_numpy(raw)
+        if dtype == "bfloat16":   # bf16 logits (autocast) travel as they are: half the bytes, nothing lost
+            out = out.view(torch.bfloat16)
+        return out.to(DEVICE).float()
+
+    def logits(self, x, vocab):
+        """full: one (B, T) batch in, its (B, T, V) logits back."""
+        import numpy as np
+        B, T = x.shape
+        V, dtype = self._ask(f"x {B} {T} full\n", np.ascontiguousarray(x.numpy(), dtype=np.int64).tobytes(), vocab)
+        return self._read(B * T * V, dtype).view(B, T, V)
+
+    def summary(self, x, vocab):
+        """compact: one batch in; back: each position's log-normaliser (B, T), the logit of the token
+        that follows it in x (B, T-1), and the whole logits of the last position (B, V), whose token the
+        worker never sees. The worker keeps the batch's logits for vectors()."""
+        import numpy as np
+        B, T = x.shape
+        V, _ = self._ask(f"x {B} {T} compact\n", np.ascontiguousarray(x.numpy(), dtype=np.int64).tobytes(), vocab)
+        flat = self._read(B * T + B * (T - 1) + B * V, "float32")
+        return flat[:B * T].view(B, T), flat[B * T:B * T + B * (T - 1)].view(B, T - 1), flat[-B * V:].view(B, V)
+
+    def vectors(self, rows, cols, vocab):
+        """The whole logits at (row, position) pairs of the last batch (N, V): asked after its summary."""
+        import numpy as np
+        pairs = np.stack([rows.cpu().numpy(), cols.cpu().numpy()], axis=1).astype(np.int64)
+        V, dtype = self._ask(f"v {len(pairs)}\n", pairs.tobytes(), vocab)
+        return self._read(len(pairs) * V, dtype).view(len(pairs), V)
 
     def close(self):
         try:
@@ -103,10 +129,18 @@ class WorkerFailed(Exception):
     pass
 
 
+class NotCausal(Exception):
+    pass
+
+
 def score(prepare, model_path, split="val"):
     global DEVICE
     import torch
     DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    # full logits through a file where they are small (the cpu profiles: exact, every value seen here);
+    # where they are GBs a batch (CUDA), the compact answer checked at random positions (see summary())
+    mode = os.environ.get("AUTORESEARCH_SCORE_TRANSFER", "auto")
+    compact = mode == "compact" or (mode == "auto" and DEVICE == "cuda")
     profile = prepare.get_profile()
     if not os.path.exists(model_path):
         print(f"score: no saved model at {model_path}", file=sys.stderr)
@@ -133,6 +167,7 @@ def score(prepare, model_path, split="val"):
             spliced[r, cut[r] + 1:] = donor[r, cut[r] + 1:]
         probes[k] = (spliced, cut)
     columns = torch.randint(0, vocab, (16,), generator=rng)   # compared besides the target and the normaliser
+    tol = 2e-2 if DEVICE == "cuda" else 1e-4                   # bf16 on CUDA
 
     base = os.environ.get("AUTORESEARCH_SCRATCH") or None
     dirs = [tempfile.mkdtemp(prefix="score-", dir=base) for _ in range(2)]
@@ -143,32 +178,33 @@ def score(prepare, model_path, split="val"):
         total_nats = total_bytes = counted = 0.0
         seen = {}
         for k, (x, y) in enumerate(batches):
-            logits = main.logits(x, vocab)
             y = y.to(DEVICE)
-            logp = torch.log_softmax(logits, dim=-1)
-            nll = -torch.gather(logp, -1, y.unsqueeze(-1)).squeeze(-1).double()
+            if compact:
+                nll, seen[k] = _compact(main, x, y, vocab, rng, probes.get(k, (None, None))[1], tol)
+            else:
+                logits = main.logits(x, vocab)
+                nll = -torch.gather(torch.log_softmax(logits, dim=-1), -1, y.unsqueeze(-1)).squeeze(-1).double()
+                if k in probes:
+                    seen[k] = _fingerprint(logits, y, columns)
+                del logits
             nbytes = token_bytes[y]
             mask = nbytes > 0
             total_nats += torch.where(mask, nll, torch.zeros_like(nll)).sum().item()
             total_bytes += nbytes.sum().item()
             counted += mask.sum().item()
-            if k in probes:
-                seen[k] = _fingerprint(logits, y, columns)
-            del logits, logp
         for k, (spliced, cut) in probes.items():
-            other = _fingerprint(probe.logits(spliced, vocab), batches[k][1].to(DEVICE), columns)
-            mine = seen[k]
-            for r in range(B):
-                a, b = mine[r, :cut[r] + 1], other[r, :cut[r] + 1]
-                tol = 1e-4 * (1.0 + a.abs().max().item()) if prepare.get_device().type != "cuda" else \
-                    2e-2 * (1.0 + a.abs().max().item())
-                if not torch.isfinite(a).all() or (a - b).abs().max().item() > tol:
-                    print(f"score: model is not causal: the logits up to position {int(cut[r])} of a row changed "
-                          f"when only later tokens did", file=sys.stderr)
-                    return 3
+            y = batches[k][1].to(DEVICE)
+            if compact:
+                _, other = _compact(probe, spliced, y, vocab, rng, cut, tol)
+            else:
+                other = _fingerprint(probe.logits(spliced, vocab), y, columns)
+            _same_before_cut(seen[k], other, cut, tol, compact)
     except WorkerFailed as e:
         print(f"score: the model could not be scored: {e}", file=sys.stderr)
         return 1
+    except NotCausal as e:
+        print(f"score: model is not causal: {e}", file=sys.stderr)
+        return 3
     finally:
         for w in (main, probe):
             if w is not None:
@@ -184,6 +220,55 @@ def score(prepare, model_path, split="val"):
     print(f"eval_tokens:      {int(counted)}")
     print(f"data_sha256:      {digest}")
     return 0
+
+
+SPOT_CHECKS = 64         # compact answers: positions per batch whose whole logits are asked for afterwards
+
+
+def _compact(worker, x, y, vocab, rng, cut, tol):
+    """Per-token losses from a compact answer, verified: at random positions (and at each row's cut, for
+    a probe batch) the whole logits are asked for after the answer, and the answer must be their
+    log-normaliser and target logit. Returns (nll (B, T), what a probe compares)."""
+    import torch
+    B, T = x.shape
+    lse, tgt, last = worker.summary(x, vocab)
+    rows = torch.randint(0, B, (SPOT_CHECKS,), generator=rng)
+    cols = torch.randint(0, T - 1, (SPOT_CHECKS,), generator=rng)
+    if cut is not None:       # the cut positions, among the random ones: the worker cannot tell them apart
+        rows, cols = torch.cat([rows, torch.arange(B)]), torch.cat([cols, cut])
+    vec = worker.vectors(rows, cols, vocab)
+    rows_d, cols_d = rows.to(lse.device), cols.to(lse.device)
+    follows = x[:, 1:].to(lse.device)          # the token after each position but the last, in what was sent
+    want_lse = torch.logsumexp(vec.double(), dim=-1)
+    want_tgt = vec.double().gather(-1, follows[rows_d, cols_d].unsqueeze(-1)).squeeze(-1)
+    bound = tol * (1.0 + want_lse.abs())
+    if not torch.isfinite(lse).all() or not torch.isfinite(tgt).all() or \
+            ((want_lse - lse[rows_d, cols_d].double()).abs() > bound).any() or \
+            ((want_tgt - tgt[rows_d, cols_d].double()).abs() > bound).any() or \
+            (tgt.double() > lse[:, :-1].double() + tol * (1.0 + lse[:, :-1].double().abs())).any():
+        raise WorkerFailed("its answer does not match its own logits (log-normaliser or target logit)")
+    nll = torch.empty((B, T), dtype=torch.float64, device=lse.device)
+    nll[:, :-1] = lse[:, :-1].double() - tgt.double()
+    last_logp = torch.log_softmax(last.double(), dim=-1)
+    nll[:, -1] = -last_logp.gather(-1, y[:, -1:]).squeeze(-1)
+    at_cut = vec[-B:] if cut is not None else None
+    return nll, (lse, tgt, at_cut)
+
+
+def _same_before_cut(mine, other, cut, tol, compact):
+    """The probe's answers up to each row's cut must equal the evaluation's: else the model looked ahead."""
+    import torch
+    for r in range(len(cut)):
+        c = int(cut[r])
+        if compact:
+            (lse_a, tgt_a, vec_a), (lse_b, tgt_b, vec_b) = mine, other
+            pairs = [(lse_a[r, :c + 1], lse_b[r, :c + 1]), (tgt_a[r, :c], tgt_b[r, :c]), (vec_a[r], vec_b[r])]
+        else:
+            pairs = [(mine[r, :c + 1], other[r, :c + 1])]
+        for a, b in pairs:
+            a, b = a.double(), b.double().to(a.device)
+            if not torch.isfinite(a).all() or (a - b).abs().max().item() > tol * (1.0 + a.abs().max().item()):
+                raise NotCausal(f"the logits up to position {c} of a row changed when only later tokens did")
 
 
 def _fingerprint(logits, y, columns):
@@ -230,23 +315,43 @@ def worker(model_path, buffer, profile_name):
     device = prepare.get_device()
     model.to(device).eval()
     stdin = sys.stdin.buffer
+    last = None
     while True:
-        head = stdin.readline(100).split()
+        head = stdin.readline(100).decode("ascii", "replace").split()
         if not head:
             return 0
-        B, T = int(head[1]), int(head[2])
+        if head[0] == "v":           # whole logits at (row, position) pairs of the last batch
+            n = int(head[1])
+            pairs = torch.from_numpy(np.frombuffer(stdin.read(n * 16), dtype=np.int64).reshape(n, 2).copy())
+            out = last[pairs[:, 0].to(last.device), pairs[:, 1].to(last.device)].float()
+            _write(buffer, out)
+            channel.write(f"ok {out.shape[-1]} float32\n".encode())
+            continue
+        B, T, mode = int(head[1]), int(head[2]), head[3]
         x = torch.from_numpy(np.frombuffer(stdin.read(B * T * 8), dtype=np.int64).reshape(B, T).copy())
         with torch.no_grad(), prepare.autocast_context(device):
             logits = model(x.to(device))
-        if logits.dtype != torch.bfloat16:
-            logits = logits.float()
         if logits.dim() != 3 or tuple(logits.shape[:2]) != (B, T):
             channel.write(f"error model returned logits of shape {tuple(logits.shape)}, expected ({B}, {T}, V)\n".encode())
             return 1
-        host = logits.contiguous().cpu()
-        with open(buffer, "wb") as f:
-            f.write((host.view(torch.int16) if host.dtype == torch.bfloat16 else host).numpy().tobytes())
-        channel.write(f"ok {logits.shape[2]} {str(host.dtype).split('.')[-1]}\n".encode())
+        if logits.dtype != torch.bfloat16:
+            logits = logits.float()
+        if mode == "full":
+            _write(buffer, logits)
+        else:
+            last = logits
+            f = logits.float()
+            lse = torch.logsumexp(f, dim=-1)
+            tgt = f[:, :-1].gather(-1, x[:, 1:].to(f.device).unsqueeze(-1)).squeeze(-1)
+            _write(buffer, torch.cat([lse.reshape(-1), tgt.reshape(-1), f[:, -1].reshape(-1)]))
+        channel.write(f"ok {logits.shape[2]} {'float32' if mode != 'full' else str(logits.dtype).split('.')[-1]}\n".encode())
+
+
+def _write(path, tensor):
+    import torch
+    host = tensor.contiguous().cpu()
+    with open(path, "wb") as f:
+        f.write(memoryview((host.view(torch.int16) if host.dtype == torch.bfloat16 else host).numpy()))
 
 
 def main(argv=None):
