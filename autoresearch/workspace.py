@@ -47,6 +47,7 @@ GITIGNORE = """# autoresearch: results.tsv, logs and caches stay out of git (a r
 results.tsv
 progress.png
 report.md
+report.html
 .autoresearch/
 __pycache__/
 *.pyc
