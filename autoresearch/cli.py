@@ -5,7 +5,9 @@
     autoresearch prepare -C runs/demo              # data and tokenizer for its profile
     autoresearch run -C runs/demo --max-trials 10  # the study (Ctrl-C stops cleanly; run again resumes)
     autoresearch status -C runs/demo               # best, counts, last trials, what runs now
-    autoresearch report -C runs/demo               # report.md + progress.png
+    autoresearch report -C runs/demo               # report.md + progress.png + report.html
+    autoresearch dashboard -C runs/demo            # a live page on http://127.0.0.1:8765/
+    autoresearch finalize -C runs/demo             # branch <tag>-final + an ablation of the kept changes
     autoresearch agents                            # which agents are installed and usable here
 
 Also `python -m autoresearch ...`.
@@ -67,13 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, help="trials in flight at once (default 1)")
     sp.add_argument("--executor", choices=["local", "ray"], help="where runs happen (default local)")
     sp.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    sp.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                    help="log one MLflow run per trial to URI (default: [tracking] mlflow in autoresearch.toml, "
+                         "$MLFLOW_TRACKING_URI, else .autoresearch/mlflow.db)")
 
     sp = sub.add_parser("status", help="the best trial, counts by state, the last trials, what is running")
     ws(sp)
     sp.add_argument("-n", "--last", type=int, default=10, help="how many recent trials to list")
 
-    sp = sub.add_parser("report", help="write report.md and progress.png in the workspace")
+    sp = sub.add_parser("report", help="write report.md, progress.png and report.html in the workspace")
     ws(sp)
+
+    sp = sub.add_parser("dashboard", help="a live page of the study on 127.0.0.1 (reads the ledger, never writes it)")
+    ws(sp)
+    sp.add_argument("--port", type=int, default=8765, help="the port on 127.0.0.1 (default 8765; 0 picks a free one)")
+
+    sp = sub.add_parser("finalize", help="branch autoresearch/<tag>-final (one commit per kept change) and an "
+                                         "ablation: the final code with each kept change reverted alone")
+    ws(sp)
+    sp.add_argument("--repeats", type=int, default=3, help="runs of each ablated variant (default 3; 0: branch only)")
 
     sub.add_parser("agents", help="list the agents installed and whether each is usable here")
     return p
@@ -117,11 +131,13 @@ def _cmd_run(args) -> int:
         options["base_url"] = args.base_url
     display = Console(metric=harness.metric)
     study = Study(ws, agent=config.agent, agent_options=options, config=config, display=display)
-    if config.workers > 1 or config.executor != "local":
-        from autoresearch.executors import parallel_optimize
-        parallel_optimize(study)
-    else:
+    if args.mlflow is not None:
+        from autoresearch import tracking
+        study.tracker = tracking.for_study(ws, harness, args.mlflow or None, flag=True, report=display.message)
+    try:
         study.optimize()
+    finally:
+        study.tracker.close()
     from autoresearch import report
     report.write(ws, harness, study.trials)
     print(report.summary(study.trials, harness.metric, harness.direction, ws.tag))
@@ -129,11 +145,11 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from autoresearch import report
+    from autoresearch import report, running
     from autoresearch.study import load_trials
     ws, harness, trials = load_trials(args.workspace, args.tag)
     dir_ = ws.root / ".autoresearch" / ws.tag
-    print(report.summary(trials, harness.metric, harness.direction, ws.tag, report.running(dir_), last=args.last))
+    print(report.summary(trials, harness.metric, harness.direction, ws.tag, running.read(dir_), last=args.last))
     python, where = harness.interpreter()
     print(f"\npython    {python} ({where})")
     held, not_held = harness.protection()
@@ -150,7 +166,28 @@ def _cmd_report(args) -> int:
     if not trials:
         raise AutoresearchError(f"no trials recorded on tag {ws.tag}: run `autoresearch run` first")
     md, png = report.write(ws, harness, trials)
-    print(f"wrote {md} and {png}")
+    print(f"wrote {md}, {png} and {report.html_path(ws)}")
+    return 0
+
+
+def _cmd_dashboard(args) -> int:
+    from autoresearch.dashboard import Dashboard
+    board = Dashboard(args.workspace, args.tag, port=args.port)
+    print(f"dashboard of tag {board.source.tag} on {board.url} (Ctrl-C stops it)", flush=True)
+    board.serve()
+    return 0
+
+
+def _cmd_finalize(args) -> int:
+    from autoresearch import report
+    from autoresearch.finalize import Finalizer
+    if args.repeats < 0:
+        raise ConfigError("--repeats must be 0 or more")
+    fin = Finalizer(args.workspace, args.tag, repeats=args.repeats, progress=lambda line: print(line, flush=True))
+    record = fin.run()
+    print("\n".join(report.ablation_markdown(record, record["metric"])).strip() or
+          f"branch {record['branch']}: no kept change to ablate")
+    print(f"branch {record['branch']}; report.md and report.html updated")
     return 0
 
 
@@ -184,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             print(adopt(args.directory, run=args.run, seconds=args.seconds, force=args.force))
             return 0
         if args.command == "prepare":
-            from autoresearch.study import prepare
+            from autoresearch.preparation import prepare
             prepare(args.workspace, progress=lambda line: print(line, flush=True))
             return 0
-        return {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "agents": _cmd_agents}[args.command](args)
+        return {"run": _cmd_run, "status": _cmd_status, "report": _cmd_report, "agents": _cmd_agents,
+                "dashboard": _cmd_dashboard, "finalize": _cmd_finalize}[args.command](args)
     except AutoresearchError as e:
         print(f"autoresearch: error: {e}", file=sys.stderr)
         return 1

@@ -24,12 +24,14 @@ class Config:
     rerun_best: bool = True           # a close call also re-measures the best (its mean sharpens too)
     prior_sd: float = 0.0             # noise sd assumed until repeats measure one
     max_agent_failures: int = 5       # this many agent failures in a row stop the study
-    memory_limit_mb: float = 0.0      # kill a run above this RSS; 0 = 80% of the machine's memory
+    memory_limit_mb: float = 0.0      # kill a run above this RSS; 0 = runner.default_memory_limit_mb()
     max_trials: int | None = None     # trials in this invocation (baseline not counted)
     hours: float | None = None        # wall-clock hours for this invocation
     max_cost: float | None = None     # US dollars of agent cost on this tag, in total
     seed: int = 0
     workers: int = 1                  # trials in flight at once
+    pipeline: bool | None = None      # propose the next change while runs go (it then misses the last result);
+                                      # None = only with several workers
     executor: str = "local"           # local | ray
     ray_address: str = ""             # join this Ray cluster; "" = start a local one
     rescore: bool = True              # re-score with the harness' protected evaluator when it has one
@@ -74,15 +76,6 @@ class Config:
             raise ConfigError("stall must be at least 1 (trials without a keep); leave it out for no limit")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
-
-    def memory_limit(self) -> float:
-        if self.memory_limit_mb:
-            return self.memory_limit_mb
-        try:
-            import psutil
-            return 0.8 * psutil.virtual_memory().total / 2**20
-        except Exception:
-            return 0.0
 
     def replace(self, **kw) -> "Config":
         return dataclasses.replace(self, **kw)

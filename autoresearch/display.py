@@ -1,12 +1,14 @@
 """Display: what a person watching a study sees.
 
-On a terminal, one live line (trial, seconds left, current loss, best so far) redrawn in
-place; elsewhere (CI, a log file) plain lines, one per event. `Quiet` shows nothing.
+On a terminal, one live line (trial, seconds left, step, current loss, best so far, and a noise
+warning when there is one) redrawn in place; elsewhere (CI, a log file) plain lines, one per
+event. `Quiet` shows nothing. Runs report progress from their own threads: writes are locked.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -14,9 +16,10 @@ class Quiet:
     """The do-nothing display (tests, the Python API by default)."""
 
     def message(self, text: str) -> None: ...
-    def trial_started(self, number: int, description: str, budget: float) -> None: ...
+    def trial_started(self, number: int, description: str) -> None: ...
     def progress(self, progress) -> None: ...
     def trial_done(self, trial, best) -> None: ...
+    def warn(self, text: str) -> None: ...
 
 
 class Console(Quiet):
@@ -25,22 +28,27 @@ class Console(Quiet):
         self.live = self.stream.isatty() if live is None else live
         self.metric = metric
         self.best_value = None
+        self.noisy = ""                  # a short note for the live line while the noise is too high
         self._label = ""
-        self._budget = 0.0
         self._last = 0.0
+        self._lock = threading.Lock()
 
-    def _clear(self):
-        if self.live:
-            self.stream.write("\r\033[K")
+    def _write(self, text: str) -> None:
+        with self._lock:
+            if self.live:
+                self.stream.write("\r\033[K")
+            self.stream.write(text)
+            self.stream.flush()
 
     def message(self, text: str) -> None:
-        self._clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(text + "\n")
 
-    def trial_started(self, number: int, description: str, budget: float) -> None:
-        self._label = f"trial {number}" if number else "baseline"
-        self._budget = budget
+    def warn(self, text: str) -> None:
+        self.noisy = "NOISY: " + text.split(":", 1)[0] if text else ""
+        self.message(f"warning: {text}")
+
+    def trial_started(self, number: int, description: str) -> None:
+        self._label = "baseline" if description == "baseline" else f"trial {number}"
         self.message(f"[{self._label}] {description}")
 
     def progress(self, progress) -> None:
@@ -59,8 +67,11 @@ class Console(Quiet):
             parts.append(f"loss {progress.loss:.4f}")
         if self.best_value is not None:
             parts.append(f"best {self.metric} {self.best_value:.6f}")
-        self.stream.write("\r\033[K" + " | ".join(parts))
-        self.stream.flush()
+        if self.noisy:
+            parts.append(self.noisy)
+        with self._lock:
+            self.stream.write("\r\033[K" + " | ".join(parts))
+            self.stream.flush()
 
     def trial_done(self, trial, best) -> None:
         if best is not None and best.value is not None:
@@ -68,6 +79,5 @@ class Console(Quiet):
         value = f"{trial.value:.6f}" if trial.value is not None else "-"
         n = f" x{len(trial.values)}" if len(trial.values) > 1 else ""
         why = f" ({trial.reason.splitlines()[0][:120]})" if trial.reason and trial.state.value != "keep" else ""
-        label = "baseline" if trial.kind == "baseline" else f"trial {trial.number}"   # an unrun trial has no start
-        self.message(f"[{label}] {trial.state.value.upper()} {self.metric}={value}{n} "
-                     f"{trial.description}{why}")
+        label = "baseline" if trial.kind == "baseline" else f"trial {trial.number}"
+        self.message(f"[{label}] {trial.state.value.upper()} {self.metric}={value}{n} {trial.description}{why}")

@@ -9,7 +9,6 @@ the Harness, so the local study and a Ray worker on another node call the same c
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import runner
+from autoresearch.hashing import checksums
 from autoresearch.sandbox import Sandbox
 from autoresearch.trial import TrialState
 
@@ -39,14 +39,6 @@ class Measurement:
         return self.result.cpu_seconds
 
 
-def checksums(root: Path, names) -> dict[str, str]:
-    out = {}
-    for name in names:
-        p = Path(root) / name
-        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "<missing>"
-    return out
-
-
 def harness_env(harness, extra: dict | None = None) -> dict:
     """The harness' own variables (profile, data source, cache), on top of a scrubbed environment."""
     env = runner.thread_env()      # torch's threads: the cores this process may use
@@ -54,10 +46,9 @@ def harness_env(harness, extra: dict | None = None) -> dict:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:
         env["AUTORESEARCH_DATA"] = harness.data
-    # the data cache as the host resolves it: inside the sandbox HOME is the run's empty scratch home,
-    # where the default ~/.cache/autoresearch would hold no data (h13: found by keep_accuracy --real)
-    env["AUTORESEARCH_CACHE"] = (os.environ.get("AUTORESEARCH_CACHE")
-                                 or os.path.join(os.path.expanduser("~"), ".cache", "autoresearch"))
+    # always the resolved path: a sandboxed run's HOME is its scratch folder, where ~/.cache is empty
+    env["AUTORESEARCH_CACHE"] = os.environ.get("AUTORESEARCH_CACHE") or os.path.join(os.path.expanduser("~"),
+                                                                                     ".cache", "autoresearch")
     env.update(extra or {})
     return runner.scrub_env(extra=env)
 

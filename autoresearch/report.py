@@ -1,19 +1,20 @@
 """Report: what people look at after a night of experiments.
 
 `summary()` is the text `autoresearch status` prints; `write()` makes `report.md` (the results
-table, the kept changes with their diffs, counts by state, cost) and `progress.png` like
-upstream's: every trial a point, kept ones highlighted, a running-best step line, kept
-points labelled with their descriptions.
+table, the kept changes with their diffs, counts by state, cost, finalize's ablation when there
+is one), `progress.png` like upstream's (every trial a point, kept ones highlighted, a
+running-best step line, kept points labelled with their descriptions) and `report.html`: the
+dashboard's views as one self-contained static page (page.py, views.py).
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import os
 import time
 from pathlib import Path
 
+from autoresearch import noise
+from autoresearch.running import read as running  # noqa: F401  (running.json is running.py's)
 from autoresearch.trial import Trial, TrialState
 
 
@@ -24,20 +25,6 @@ def _fmt(v) -> str:
 def counts(trials: list[Trial]) -> dict[str, int]:
     c = collections.Counter(t.state.value for t in trials if t.kind != "baseline")
     return {s.value: c.get(s.value, 0) for s in TrialState}
-
-
-def running(ledger_dir: Path) -> dict | None:
-    """The trial in flight, if the process that wrote running.json is alive."""
-    path = ledger_dir / "running.json"
-    try:
-        info = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    try:
-        os.kill(int(info.get("pid", 0)), 0)
-    except (ProcessLookupError, PermissionError, ValueError, OverflowError):
-        return None
-    return info
 
 
 def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "minimize", tag: str = "",
@@ -60,6 +47,9 @@ def summary(trials: list[Trial], metric: str = "val_bpb", direction: str = "mini
             lines.append(f"holdout   {_fmt(best.extra['holdout'])} for the best vs {_fmt(baseline.extra['holdout'])} "
                          f"for the baseline ({best.extra['holdout'] - baseline.extra['holdout']:+.6f}; the split no "
                          f"agent sees: a val gain that does not show here is overfitting to val)")
+    warning = noise.warning_for(trials)
+    if warning:
+        lines.append(f"warning   {warning}")
     c = counts(trials)
     lines.append("states    " + ", ".join(f"{k} {v}" for k, v in c.items()))
     cost = sum(t.cost_usd for t in trials)
@@ -153,10 +143,66 @@ def markdown(trials: list[Trial], workspace, metric: str, direction: str, tag: s
     return "\n".join(out) + "\n"
 
 
+def ablation_markdown(final: dict | None, metric: str) -> list[str]:
+    """finalize's table: each kept change reverted alone from the final code."""
+    if not final or not final.get("rows"):
+        return []
+    out = ["", "## Finalize: each kept change reverted alone", "",
+           f"Branch `{final['branch']}` has one commit per kept change. The final code scores "
+           f"{_fmt(final.get('final_mean'))} ({metric}, mean of {final.get('repeats')} runs; noise sd "
+           f"{_fmt(final.get('noise_sd'))}). A contribution is how much worse the final code is without the change "
+           f"(positive: it still helps).", "",
+           "| trial | change | gain when kept | final without it | contribution | verdict |",
+           "|---|---|---|---|---|---|"]
+    for r in final["rows"]:
+        desc = str(r.get("description", "")).replace("|", "\\|")
+        contribution = r.get("contribution")
+        c = f"{contribution:+.6f}" if isinstance(contribution, (int, float)) else "-"
+        g = f"{r['gain']:+.6f}" if isinstance(r.get("gain"), (int, float)) else "-"
+        verdict = ("**" + r["verdict"] + "**") if r.get("flag") else r["verdict"]
+        out.append(f"| {r['trial']} | {desc} | {g} | {_fmt(r.get('without_mean'))} | {c} | "
+                   f"{verdict} |")
+    return out
+
+
+def final_record(workspace) -> dict | None:
+    try:
+        return json.loads((Path(workspace.root) / ".autoresearch" / workspace.tag / "final.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def html_path(workspace) -> Path:
+    """report.html beside report.md where git ignores it (workspaces made since it exists), else in
+    the tag's folder under .autoresearch/: an untracked file in the work tree would be a change the
+    study must refuse, and .git is never touched here."""
+    import subprocess
+    root = Path(workspace.root)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "report.html"], cwd=root).returncode == 0
+    return root / "report.html" if ignored else root / ".autoresearch" / workspace.tag / "report.html"
+
+
+def write_html(workspace, path: Path | None = None) -> Path:
+    """report.html: the dashboard's views of this tag, static, with every diff and log tail inside."""
+    from autoresearch import page, views
+    source = views.Source(workspace.root, workspace.tag)
+    path = Path(path or html_path(workspace))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snap = source.snapshot(details=True)
+    snap["running"] = []      # a static page shows what was recorded
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page.html(snap), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def write(workspace, harness, trials: list[Trial]) -> tuple[Path, Path]:
-    """report.md and progress.png in the workspace root (both ignored by git)."""
+    """report.md, progress.png and report.html in the workspace root (all ignored by git)."""
     root = Path(workspace.root)
     png = plot(trials, root / "progress.png", harness.metric, harness.direction)
     md = root / "report.md"
-    md.write_text(markdown(trials, workspace, harness.metric, harness.direction, workspace.tag))
+    text = markdown(trials, workspace, harness.metric, harness.direction, workspace.tag)
+    extra = ablation_markdown(final_record(workspace), harness.metric)
+    md.write_text(text + ("\n".join(extra) + "\n" if extra else ""))
+    write_html(workspace)
     return md, png

@@ -274,12 +274,22 @@ def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = No
             time.sleep(0.05)
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: on Linux, get SIGKILL when the tool dies (even by kill -9)."""
+def default_memory_limit_mb(share: int = 1) -> float:
+    """The memory limit of one run when none is set: 80% of this machine's memory, split over
+    `share` runs at once (0 when psutil cannot tell)."""
+    try:
+        import psutil
+        return 0.8 * psutil.virtual_memory().total / 2**20 / max(1, int(share))
+    except Exception:
+        return 0.0
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In the child, before exec: on Linux, get `sig` when the tool dies (even by kill -9)."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)                  # PR_SET_PDEATHSIG
     except Exception:
         pass
 

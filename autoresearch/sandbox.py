@@ -91,28 +91,26 @@ class Sandbox:
         return out + list(argv)
 
 
-    def wrap_agent(self, argv: list[str], cwd: str | Path, keep=(), readable=()) -> list[str]:
-        """argv for an agent (claude, codex, a command): the network stays (it calls its API), the
+    def wrap_agent(self, argv: list[str], cwd: str | Path, home: str | Path, keep=(), scratch=None) -> list[str]:
+        """argv for an agent (claude, codex, a command): the network stays (it calls its API) and the
         workspace stays writable (the loop checks what it changed), but its .git and .autoresearch
         are empty folders, the home folder too except `keep` (the agent's own login, e.g. ~/.claude),
-        /tmp is private, and it lives in its own PID namespace: it sees none of the tool's processes
-        and none of its processes outlives it."""
+        the rest of the file system is read-only (scratch, if given, is writable: its TMPDIR), and it
+        lives in its own PID namespace: it sees none of the tool's processes, none outlives it."""
         if not self.enforced:
             return list(argv)
-        cwd = Path(cwd).resolve()
-        home = Path(os.path.expanduser("~")).resolve()
-        out = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-               "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
-        emptied = [Path("/tmp").resolve()]
-        if home not in (Path("/"), emptied[0]):
+        cwd, home = Path(cwd).resolve(), Path(home).expanduser().resolve()
+        out = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        if home != Path("/") and home.is_dir() and not _under(cwd, home):
             out += ["--tmpfs", str(home)]
-            emptied.append(home)
-        needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *readable) if p}
-        out += _binds({p.expanduser().resolve() for p in needed}, emptied)
+            needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, argv[0]) if p}
+            out += _binds({p.expanduser().resolve() for p in needed}, [home])
         for p in keep:                                    # the agent's own state, writable
             p = Path(p).expanduser()
             if p.exists():
                 out += ["--bind", str(p.resolve()), str(p.resolve())]
+        if scratch is not None:
+            out += ["--bind", str(Path(scratch).resolve()), str(Path(scratch).resolve())]
         out += ["--bind", str(cwd), str(cwd)]
         out += _hide([cwd / ".git", cwd / ".autoresearch"], [])
         out += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--chdir", str(cwd), "--"]

@@ -1,14 +1,13 @@
 """Trial and TrialState: the frozen record of one experiment.
 
-A crash is not an exception but a trial whose value sorts last, so ranking and reports need
-no special cases (as aideml's MetricValue does).
+A crash is not an exception but a trial with a state and a reason (and no value), so the loop,
+the ledger and the reports treat every outcome alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from dataclasses import dataclass, field
 
 
@@ -29,7 +28,7 @@ class TrialState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Trial:
-    number: int                      # 0, 1, ... in the order recorded; baseline is 0
+    number: int                      # 0, 1, ... given when proposed (the ledger may list them out of order)
     state: TrialState
     description: str
     commit: str = ""                 # commit the run measured ("" when nothing was run)
@@ -53,17 +52,11 @@ class Trial:
     log: str = ""                    # log path, relative to the workspace
     started: float = 0.0             # unix time
     ended: float = 0.0
-    extra: dict = field(default_factory=dict)     # executor facts: worker, node, base, rebased
+    extra: dict = field(default_factory=dict)     # worker, node, base, rebased, stale, knobs, holdout, tail, ...
 
     @property
     def ran(self) -> bool:
         return bool(self.commit) and self.state in (TrialState.KEEP, TrialState.DISCARD)
-
-    def sort_key(self, direction: str) -> float:
-        """Lower is better after this transform; failures sort last."""
-        if self.value is None or not math.isfinite(self.value) or not self.ran:
-            return math.inf
-        return self.value if direction == "minimize" else -self.value
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

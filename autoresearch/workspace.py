@@ -14,13 +14,13 @@ is removed after its measurement (`drop_run_outputs`), so an agent is judged on 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from autoresearch import hashing
 from autoresearch.errors import WorkspaceError
 from autoresearch.runner import die_with_parent, scrub_env
 
@@ -47,6 +47,7 @@ GITIGNORE = """# autoresearch: results.tsv, logs and caches stay out of git (a r
 results.tsv
 progress.png
 report.md
+report.html
 .autoresearch/
 __pycache__/
 *.pyc
@@ -309,15 +310,10 @@ class Workspace:
         return changed
 
     def checksums(self, names) -> dict[str, str]:
-        from autoresearch.measurement import checksums
-        return checksums(self.root, names)
+        return hashing.checksums(self.root, names)
 
     def code_hash(self, names) -> str:
-        h = hashlib.sha256()
-        for name in sorted(names):
-            p = self.root / name
-            h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"<missing>") + b"\0")
-        return h.hexdigest()[:16]
+        return hashing.files_hash(self.root, names)
 
     # ------------------------------------------------------------------ worktrees (parallel trials)
     def add_worktree(self, path: Path, commit: str) -> Path:

@@ -69,11 +69,7 @@ def main():
     sampler = GpuSampler()
     sampler.start()
     t0 = time.time()
-    if args.workers > 1 or args.executor != "local":
-        from autoresearch.executors import parallel_optimize
-        parallel_optimize(study, max_trials=args.trials)
-    else:
-        study.optimize(max_trials=args.trials)
+    study.optimize(max_trials=args.trials)
     wall = time.time() - t0
     sampler.stop.set()
     sampler.join()

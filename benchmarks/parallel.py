@@ -1,10 +1,11 @@
 """
-Benchmark: the scheduler's orchestration, measured side by side, printed, never asserted.
+Benchmark: the loop's orchestration, measured side by side, printed, never asserted.
 
     python benchmarks/parallel.py                          # both parts, local executor, 2 s runs
     python benchmarks/parallel.py --executors local,ray    # scaling on both executors
     python benchmarks/parallel.py --part scaling --workers 1,2,4 --trials-per-worker 8
     python benchmarks/parallel.py --part latency --sleep 2 --delay 0.3
+    python benchmarks/parallel.py --part slot --sleep 1 --latency-trials 10
 
 The harness's "training" is a fixed sleep (--sleep seconds), so a 2-core machine measures the
 orchestration, not arithmetic. Its metric is sum((K_i - 3)^2) + 1 over eight knobs kept on
@@ -14,9 +15,11 @@ delay), so keeps, stale bases, re-bases and conflicts all happen as they would.
 1. Scaling: trials per hour with N = 1, 2, 4 workers (goal: >= 0.9 N x the N = 1 figure); also
    runs per hour (a re-based candidate runs twice; a conflict runs once or not at all) and the
    busy fraction per slot (run seconds / (wall x N)).
-2. Agent latency: --workers 1 and an agent that takes --delay x the run time per proposal: the
-   fraction of wall time the runner is busy for the serial Study.optimize(), the scheduler
-   without pipelining, and the scheduler with it (goal >= 0.95; serial ~ 1 / (1 + delay)).
+2. Agent latency: one slot and an agent that takes --delay x the run time per proposal: the
+   fraction of wall time the runner is busy without pipelining and with it (goal >= 0.95;
+   not pipelined ~ 1 / (1 + delay)).
+3. One slot: the run in a thread of the driver (inline executor, the default for --workers 1)
+   or in a worker process (local executor): wall time per trial beyond the run itself.
 Wall time is counted from the end of the baseline to the end of the last trial.
 """
 
@@ -95,12 +98,14 @@ def executor(kind, n):
     if kind == "ray":
         from autoresearch.executors.ray import RayExecutor
         return RayExecutor(n)
+    if kind == "inline":
+        from autoresearch.executors.inline import InlineExecutor
+        return InlineExecutor(n)
     from autoresearch.executors.local import LocalExecutor
     return LocalExecutor(n)
 
 
 def scaling(args):
-    from autoresearch.executors import parallel_optimize
     print(f"\n## Scaling: {args.sleep:g} s runs, {args.trials_per_worker} trials per worker, instant agent")
     print("keeps rare: knobs start at 2.9 (a random value beats that ~3% of the time): pure orchestration;")
     print("keeps frequent: knobs start at 1.0 (most changes improve): stale candidates are re-based and run again")
@@ -117,7 +122,7 @@ def scaling(args):
             one = None
             for n in args.workers:
                 s = study(args.sleep, seed=n, start=start)
-                parallel_optimize(s, executor(kind, n), max_trials=args.trials_per_worker * n)
+                s.optimize(max_trials=args.trials_per_worker * n, executor=executor(kind, n))
                 rest, wall = window(s.trials)
                 reruns = sum(1 for t in rest for x in t.extra.get("stale", []) if x["values"])
                 runs = sum(1 for t in rest if t.commit) + reruns
@@ -133,27 +138,38 @@ def scaling(args):
 
 
 def latency(args):
-    from autoresearch.scheduler import Scheduler
-    from autoresearch.executors.local import LocalExecutor
     delay = args.delay * args.sleep
     print(f"\n## Agent latency: 1 worker, {args.sleep:g} s runs, agent {delay:.2f} s per proposal, "
           f"{args.latency_trials} trials")
     print("| loop | wall s | run s | busy | goal |")
     print("|---|---|---|---|---|")
-    for label in ("serial Study.optimize()", "scheduler, no pipelining", "scheduler, pipelined"):
+    for label, pipeline in (("one slot, not pipelined", False), ("one slot, pipelined", True)):
         s = study(args.sleep, delay, seed=7)
-        if label.startswith("serial"):
-            s.optimize(max_trials=args.latency_trials)
-        else:
-            Scheduler(s, LocalExecutor(1), pipeline="pipelined" in label).optimize(max_trials=args.latency_trials)
+        s.config = s.config.replace(pipeline=pipeline)
+        s.optimize(max_trials=args.latency_trials, executor=executor("inline", 1))
         rest, wall = window(s.trials)
         run_s = sum(t.seconds for t in rest)
         print(f"| {label} | {wall:.1f} | {run_s:.1f} | {run_s / wall:.3f} | 0.95 |", flush=True)
 
 
+def slot(args):
+    """One slot: a run in a thread of the driver (inline) or in a worker process (local)."""
+    print(f"\n## One slot: inline (a thread) vs a worker process, {args.sleep:g} s runs, "
+          f"{args.latency_trials} trials, instant agent")
+    print("| executor | wall s | run s | wall per trial s | overhead per trial s |")
+    print("|---|---|---|---|---|")
+    for kind in ("inline", "local"):
+        s = study(args.sleep, 0.0, seed=3, start=2.9)
+        s.optimize(max_trials=args.latency_trials, executor=executor(kind, 1))
+        rest, wall = window(s.trials)
+        run_s = sum(t.seconds for t in rest)
+        print(f"| {kind} | {wall:.1f} | {run_s:.1f} | {wall / len(rest):.3f} | {(wall - len(rest) * args.sleep) / len(rest):.3f} |",
+              flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--part", choices=["all", "scaling", "latency"], default="all")
+    p.add_argument("--part", choices=["all", "scaling", "latency", "slot"], default="all")
     p.add_argument("--sleep", type=float, default=2.0, help="seconds of 'training' per run")
     p.add_argument("--workers", default="1,2,4")
     p.add_argument("--executors", default="local")
@@ -169,6 +185,8 @@ def main():
         scaling(args)
     if args.part in ("all", "latency"):
         latency(args)
+    if args.part in ("all", "slot"):
+        slot(args)
 
 
 if __name__ == "__main__":

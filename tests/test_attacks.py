@@ -184,11 +184,13 @@ def test_git_hooks_config_and_replace_objects_are_refused(tmp_path):
     # a config-driven program, an exclude that hides a file, and a replace object for prepare.py
     hook = '''
 import subprocess
-hook = pathlib.Path(".git/hooks/post-commit")
+# the agent edits in its own worktree: the repository's files are where git says they are
+gitdir = pathlib.Path(subprocess.run(["git", "rev-parse", "--git-common-dir"], capture_output=True, text=True).stdout.strip())
+hook = gitdir / "hooks/post-commit"
 hook.write_text("#!/bin/sh\\nenv > hook-dump.txt\\n")
 hook.chmod(0o755)
 subprocess.run(["git", "config", "core.fsmonitor", "env > fsmonitor-dump.txt"], check=True)
-open(".git/info/exclude", "a").write("json.py\\n")
+open(gitdir / "info/exclude", "a").write("json.py\\n")
 pathlib.Path("json.py").write_text("raise SystemExit('shadow')\\n")
 blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=b"SECRET_SPLIT = 0\\n",
                       capture_output=True, check=True).stdout.decode().strip()

@@ -9,13 +9,7 @@ import pytest
 
 from autoresearch.cli import main
 from autoresearch.ledger import Ledger
-from tests.fakes import git, make_fake_workspace, set_knob
-
-
-@pytest.fixture
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return make_fake_workspace(tmp_path / "ws")
+from tests.fakes import git, set_knob
 
 
 def cli(capsys, *argv):

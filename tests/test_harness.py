@@ -18,6 +18,9 @@ import sys
 
 import pytest
 
+from autoresearch.errors import ConfigError
+from autoresearch.harness import Harness
+
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "autoresearch", "harness")
 LIMIT = "400"
 
@@ -97,6 +100,23 @@ def prep(ws, env, monkeypatch):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_harness_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="autoresearch init"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text("[harness\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\neditable = ["a.py"]\nreadonly = ["a.py"]\n')
+    with pytest.raises(ConfigError, match="both editable and read-only"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\nmetrc = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        Harness.load(tmp_path)
+    (tmp_path / "autoresearch.toml").write_text('[harness]\ndirection = "down"\n')
+    with pytest.raises(ConfigError, match="direction"):
+        Harness.load(tmp_path)
 
 
 def test_profiles_are_literals_and_name_train_constants():
@@ -204,7 +224,7 @@ def test_train_prints_summary_and_saves_model(trained, ws):
                       "total_tokens_M", "num_steps", "num_params_M", "depth"}
     assert 1.0 < s["val_bpb"] < 9.0 and s["num_steps"] >= 2 and s["depth"] == 1
     assert s["training_seconds"] >= 3.0
-    assert re.search(r"^step 00003 .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
+    assert re.search(r"^step \d{5} .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
     assert (ws / ".autoresearch" / "model.pt").exists()
 
 

@@ -3,13 +3,19 @@
 Command line (run in the workspace, prompt on stdin, own process group):
 
     claude -p --output-format json --max-turns 30 --permission-mode acceptEdits
-           --allowedTools Read,Edit,Write,Glob,Grep --disallowedTools Bash,WebFetch,WebSearch
-           [--model MODEL] [extra_args...]
+           --tools Read,Edit,Write,Glob,Grep --allowedTools Read,Edit,Write,Glob,Grep
+           --no-session-persistence [--model MODEL] [extra_args...]
 
-No shell: the agent can read and edit files, not run training or git. Read from its JSON:
-`result` (the final message; its `DESCRIPTION:` line is the description), `total_cost_usd`,
-`usage` (input + cache tokens, output tokens), `is_error` / `subtype` (`error_max_turns`
-gives an invalid proposal; other errors and crashes are retried, then AgentError).
+with `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` (no requests but the model's) and
+`ANTHROPIC_BASE_URL` when `base_url` is set. `--tools` is what the model is OFFERED (without
+it, 23 tools: Agent, worktrees, cron...); `--allowedTools` only pre-approves. No shell: the
+agent can read and edit files, not run training or git. `--no-session-persistence`: no
+transcript under ~/.claude/projects per trial. It runs as root too (`acceptEdits` is not
+the root-refused `--dangerously-skip-permissions`). Read from its JSON: `result` (the final
+message; its `DESCRIPTION:` line is the description), `total_cost_usd`, `usage` (input,
+cache-write, cache-read and output tokens, each recorded), `is_error` / `subtype`
+(`error_max_turns` gives an invalid proposal; other errors and crashes are retried, then
+AgentError). Tested with Claude Code 2.1.197 (tests/test_agents_cli.py).
 
 Options: model, timeout (s, default 1800), max_turns (30), retries (1), extra_args (list or
 string), binary ("claude"), max_chars (prompt cap). Login: `ANTHROPIC_API_KEY`,
@@ -21,24 +27,16 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from autoresearch.agents import Agent, Proposal
-from autoresearch.agents.command import restore, run_process, tail
+from autoresearch.agents import Agent, Proposal, pricing
+from autoresearch.agents.process import agent_env, restore, run, split_args, tail
 from autoresearch.errors import AgentError, AgentUnavailable
 
-ALLOWED = "Read,Edit,Write,Glob,Grep"
-DISALLOWED = "Bash,WebFetch,WebSearch,NotebookEdit"
-
-
-def _args(extra) -> list[str]:
-    if not extra:
-        return []
-    return shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
+TOOLS = "Read,Edit,Write,Glob,Grep"
 
 
 def parse_output(stdout: str) -> dict:
@@ -73,14 +71,15 @@ class ClaudeAgent(Agent):
         self.timeout = float(timeout)
         self.max_turns = int(max_turns)
         self.retries = int(retries)
-        self.extra_args = _args(extra_args)
+        self.extra_args = split_args(extra_args)
         self.binary = binary
         self.max_chars = int(max_chars)
         self.backoff = float(backoff)
 
     def argv(self) -> list[str]:
         argv = [self.binary, "-p", "--output-format", "json", "--max-turns", str(self.max_turns),
-                "--permission-mode", "acceptEdits", "--allowedTools", ALLOWED, "--disallowedTools", DISALLOWED]
+                "--permission-mode", "acceptEdits", "--tools", TOOLS, "--allowedTools", TOOLS,
+                "--no-session-persistence"]
         if self.model:
             argv += ["--model", self.model]
         return argv + self.extra_args
@@ -89,6 +88,9 @@ class ClaudeAgent(Agent):
         if not shutil.which(self.binary):
             raise AgentUnavailable(f"claude: {self.binary!r} is not on PATH; install Claude Code "
                                    f"(npm install -g @anthropic-ai/claude-code) and log in")
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and "--dangerously-skip-permissions" in self.extra_args:
+            raise AgentUnavailable("claude refuses --dangerously-skip-permissions as root; drop it from extra_args "
+                                   "(the default --permission-mode acceptEdits works as root)")
         if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("CLAUDE_CODE_OAUTH_TOKEN") \
                 or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             return
@@ -104,16 +106,14 @@ class ClaudeAgent(Agent):
         from autoresearch.agents import prompt as prompt_mod
 
         text = prompt_mod.build(context, answer="tools", max_chars=self.max_chars)
-        env = dict(os.environ)
-        if self.base_url:
-            env["ANTHROPIC_BASE_URL"] = self.base_url
+        env = agent_env({"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "ANTHROPIC_BASE_URL": self.base_url})
         argv = self.argv()
         error = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 restore(context)
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            done = run_process(argv, context.root, self.timeout, env=env, stdin=text)
+            done = run(argv, context.root, self.timeout, env=env, stdin=text)
             if done.timed_out:
                 error = f"claude ran past {self.timeout:.0f}s and was killed"
                 continue
@@ -123,13 +123,15 @@ class ClaudeAgent(Agent):
                 error = f"claude exited with {done.returncode} without a JSON result: {tail(done.stderr or done.stdout)}"
                 continue
             usage = out.get("usage") or {}
-            tokens_in = sum(int(usage.get(k) or 0) for k in
-                            ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-            tokens_out = int(usage.get("output_tokens") or 0)
+            kinds = pricing.tokens(input=usage.get("input_tokens"), cached_input=usage.get("cache_read_input_tokens"),
+                                   cache_write=usage.get("cache_creation_input_tokens"),
+                                   output=usage.get("output_tokens"))
+            tokens_in = kinds["input"] + kinds["cached_input"] + kinds["cache_write"]
+            tokens_out = kinds["output"]
             cost = float(out.get("total_cost_usd") or out.get("cost_usd") or 0.0)
             used = out.get("modelUsage")
             model = self.model or (next(iter(used)) if isinstance(used, dict) and used else "claude")
-            extra = {"model": model, "num_turns": out.get("num_turns"),
+            extra = {"model": model, "tokens": kinds, "num_turns": out.get("num_turns"),
                      "session_id": out.get("session_id"), "subtype": out.get("subtype"),
                      "seconds": round(done.seconds, 2)}
             subtype = str(out.get("subtype") or "")
@@ -138,7 +140,9 @@ class ClaudeAgent(Agent):
                                 invalid=f"claude stopped at --max-turns {self.max_turns} before finishing",
                                 extra=extra)
             if out.get("is_error") or subtype.startswith("error") or done.returncode != 0:
-                error = f"claude failed ({subtype or 'error'}, exit {done.returncode}): {tail(str(out.get('result') or done.stderr))}"
+                status = f"API {out['api_error_status']}, " if out.get("api_error_status") else ""
+                error = (f"claude failed ({status}{subtype or 'error'}, exit {done.returncode}): "
+                         f"{tail(str(out.get('result') or done.stderr))}")
                 continue
             description = prompt_mod.description_from_text(str(out.get("result") or ""))
             return Proposal(description=description or "claude (no description)", tokens_in=tokens_in,

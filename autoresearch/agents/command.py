@@ -11,8 +11,8 @@ plus `AUTORESEARCH_TRIAL` (the trial number) and `AUTORESEARCH_EDITABLE` (editab
 space-separated). It edits the files and prints a one-line description: the last non-empty
 line of stdout (or a `DESCRIPTION:` line). A non-zero exit or a timeout is an AgentError.
 
-`run_process` (a subprocess in its own process group, killed whole on timeout) is shared
-with the claude and codex agents.
+The program runs through agents/process.py (own process group, killed whole on a timeout,
+dies with the tool), as claude and codex do.
 """
 
 from __future__ import annotations
@@ -20,75 +20,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents import Agent, Proposal
+from autoresearch.agents.process import agent_env, run, tail
 from autoresearch.errors import AgentError, AgentUnavailable, ConfigError
 from autoresearch.runner import scrub_env
-
-
-@dataclass
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    seconds: float
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=3)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run_process(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: str | None = None) -> Completed:
-    """Run argv in its own process group; past `timeout` seconds kill the whole group."""
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(argv, cwd=str(cwd), env=env, text=True, start_new_session=True,
-                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as e:
-        raise AgentError(f"cannot start {argv[0]}: {e}") from e
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        timed_out = True
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-    return Completed(proc.returncode if not timed_out else -9, out or "", err or "", timed_out,
-                     time.monotonic() - start)
-
-
-def tail(text: str, n: int = 400) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else "..." + text[-n:]
-
-
-def restore(context) -> None:
-    """Put the editable files back as the context gave them (before a retry)."""
-    root = Path(context.root)
-    for name, text in context.files.items():
-        path = root / name
-        if path.exists() and path.read_text() != text:
-            path.write_text(text)
 
 
 class CommandAgent(Agent):
@@ -125,17 +63,14 @@ class CommandAgent(Agent):
             prompt_file = Path(tmp) / "prompt.md"
             prompt_file.write_text(text)
             # a program agent gets no key of the tool's environment: only what its options name (env)
-            env = dict(scrub_env(), **self.env,
-                       AUTORESEARCH_PROMPT_FILE=str(prompt_file),
-                       AUTORESEARCH_TRIAL=str(context.trial_number),
-                       AUTORESEARCH_EDITABLE=" ".join(context.editable or tuple(context.files)),
-                       AUTORESEARCH_ROOT=str(context.root))
-            if self.model:
-                env["AUTORESEARCH_MODEL"] = self.model
-            if self.base_url:
-                env["AUTORESEARCH_BASE_URL"] = self.base_url
+            env = agent_env(dict(self.env, AUTORESEARCH_PROMPT_FILE=str(prompt_file),
+                                 AUTORESEARCH_TRIAL=str(context.trial_number),
+                                 AUTORESEARCH_EDITABLE=" ".join(context.editable or tuple(context.files)),
+                                 AUTORESEARCH_ROOT=str(context.root),
+                                 AUTORESEARCH_MODEL=self.model, AUTORESEARCH_BASE_URL=self.base_url),
+                            base=scrub_env())
             argv = self._argv(str(prompt_file))
-            done = run_process(argv, context.root, self.timeout, env=env)
+            done = run(argv, context.root, self.timeout, env=env)
         if done.timed_out:
             raise AgentError(f"command agent: {argv[0]} ran past {self.timeout:.0f}s and was killed")
         if done.returncode != 0:

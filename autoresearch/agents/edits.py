@@ -123,7 +123,7 @@ def parse_answer(answer) -> tuple[str, list[dict]]:
     error = None
     for cand in _json_candidates(text):
         try:
-            obj = json.loads(cand)
+            obj = json.loads(cand, strict=False)   # grammar output may hold raw control characters
         except ValueError as e:
             error = error or e
             continue

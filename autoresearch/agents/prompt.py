@@ -1,12 +1,17 @@
-"""The prompt every LLM agent gets, and the correction loop of API agents.
+"""The prompt every LLM agent gets.
 
 `build(context)` is the ONE function that turns a Context into text: the rules, program.md,
-the editable files, a compact results table (last ~30 trials), the best trial, near misses
-(discarded trials closest to the best), the measured noise and the log tail of the last
-crash. Everything is bounded: `max_chars` caps the whole text (history, log tail, program
-and files shrink in that order), so a small model's context window never fills.
+the editable files (or, for the knobs and moves answers, the menu of constants or moves
+instead), a compact results table (last ~30 trials), the best trial, near misses (discarded
+trials closest to the best), the measured noise and the log tail of the last crash.
+Everything is bounded: `max_chars` caps the whole text; the results table shrinks first
+(to 10 rows), then the log tail, then program.md, then the table goes, then the files, so a
+small model's context window never fills. The knobs and moves answers (meant for small,
+slow models) get a short table (10 rows) and program.md's head and tail (800 characters). `budget_chars(context_tokens, max_tokens)` turns a
+server's context window into that cap, leaving room for the answer and one correction.
 
-The answer formats of API agents, and how they are parsed and applied, are in edits.py.
+The answer forms of API agents, and how they are parsed and applied, are in answers.py and
+edits.py.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from autoresearch.agents.edits import (  # noqa: F401  (re-exported for the agen
     SCHEMA, AnswerError, _one_line, apply_edits, description_from_text, parse_answer)
 
 MAX_CHARS = 60_000        # whole prompt; ~15k tokens
+CHARS_PER_TOKEN = 3.0     # conservative for code and tables
+CORRECTION_TOKENS = 400   # a correction message, with the menu of a new answer form
 HISTORY_ROWS = 30         # last N trials in the results table
 NEAR_MISSES = 3
 LOG_CHARS = 2_000         # tail of the last crash log
+SHORT_ROWS = 10           # knobs and moves answers: results table rows
+SHORT_PROGRAM = 800       # knobs and moves answers: program.md's head and tail, characters
 
 # ---------------------------------------------------------------------------- building
 def _fmt(value) -> str:
@@ -66,7 +75,19 @@ def _near_misses(context, n: int) -> list:
     return pool[:n]
 
 
-def _rules(context, answer: str) -> str:
+def budget_chars(context_tokens: int | None, max_tokens: int, max_chars: int = MAX_CHARS) -> int:
+    """The prompt's cap in characters so that prompt + answer + correction + answer fit the context."""
+    if not context_tokens:
+        return max_chars
+    room = int(context_tokens) - 2 * int(max_tokens) - CORRECTION_TOKENS
+    if room < 250:
+        from autoresearch.errors import ConfigError
+        raise ConfigError(f"context_tokens {context_tokens} leaves no room for a prompt with max_tokens "
+                          f"{max_tokens} (twice, for one correction): lower max_tokens or raise context_tokens")
+    return min(max_chars, int(room * CHARS_PER_TOKEN))
+
+
+def _rules(context, answer: str, instructions: str = "") -> str:
     editable = ", ".join(context.editable or tuple(context.files)) or "(none)"
     better = "lower" if context.direction == "minimize" else "higher"
     lines = [
@@ -82,6 +103,8 @@ def _rules(context, answer: str) -> str:
     if answer == "tools":
         lines.append("Edit the files in place with your file tools. When done, end your reply with "
                      "one line: `DESCRIPTION: <one line saying what you tried and why you expect it to help>`.")
+    elif instructions:
+        lines.append(instructions)
     else:
         lines.append(
             "Answer with ONE JSON object and nothing else:\n"
@@ -91,7 +114,7 @@ def _rules(context, answer: str) -> str:
     return "\n".join(lines)
 
 
-def _history(context, rows: int, near: int) -> str:
+def _history(context, rows: int, near: int, below: str = "the files below") -> str:
     out = []
     hist = list(context.history)
     if hist and rows > 0:
@@ -102,7 +125,7 @@ def _history(context, rows: int, near: int) -> str:
     elif hist:
         out.append(f"## Results so far: {len(hist)} trials (table left out for space)")
     if context.best is not None:
-        out += ["", f"## Best so far (the files below): trial {context.best.number}, "
+        out += ["", f"## Best so far ({below}): trial {context.best.number}, "
                     f"{context.metric} = {_fmt(context.best.value)}: {_one_line(context.best.description)}"]
     misses = _near_misses(context, near)
     if misses:
@@ -131,20 +154,24 @@ def _truncate_middle(text: str, limit: int) -> str:
 
 
 def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history_rows: int = HISTORY_ROWS,
-          near_misses: int = NEAR_MISSES, log_chars: int = LOG_CHARS, include_files: bool = True) -> str:
-    """The whole prompt for one proposal, at most about max_chars characters."""
-    if answer not in ("edits", "tools"):
-        raise ValueError(f"answer must be 'edits' or 'tools', not {answer!r}")
-    rules = _rules(context, answer)
+          near_misses: int = NEAR_MISSES, log_chars: int = LOG_CHARS, include_files: bool = True,
+          menu: str = "", instructions: str = "") -> str:
+    """The whole prompt for one proposal, at most about max_chars characters.
+
+    answer: "tools" (the agent edits files itself), "edits", or "knobs" / "moves" (the menu
+    replaces the files; `instructions` says how to answer)."""
+    if answer not in ("edits", "tools", "knobs", "moves"):
+        raise ValueError(f"answer must be 'edits', 'tools', 'knobs' or 'moves', not {answer!r}")
+    rules = _rules(context, answer, instructions)
     program = (context.program or "").strip()
-    files = dict(context.files) if include_files else {}
+    files = dict(context.files) if include_files and answer in ("edits", "tools") else {}
     log = (context.last_failure or "").strip()
 
     def assemble(rows, log_limit, program_limit, file_limit):
         parts = [rules]
         if program:
             parts.append("## program.md (the human's instructions)\n" + _truncate_middle(program, program_limit))
-        hist = _history(context, rows, near_misses)
+        hist = _history(context, rows, near_misses, "the files below" if files else "the current values below")
         if hist:
             parts.append(hist)
         if log and log_limit > 0:
@@ -152,59 +179,35 @@ def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history
             parts.append(f"## Log tail of the last crash\n```\n{tail}\n```")
         for name, text in files.items():
             parts.append(f"## {name} (editable)\n```\n{_truncate_middle(text, file_limit)}\n```")
+        if menu:
+            parts.append(menu)
         if context.trial_number:
             parts.append(f"This is trial {context.trial_number}.")
         return "\n\n".join(parts) + "\n"
 
     rows, log_limit, program_limit, file_limit = history_rows, log_chars, 20_000, max_chars
+    if answer in ("knobs", "moves"):    # for small, slow models: every token of prompt costs time
+        rows, program_limit = min(rows, SHORT_ROWS), SHORT_PROGRAM
     text = assemble(rows, log_limit, program_limit, file_limit)
-    # shrink the least useful parts first until it fits
-    for step in range(12):
+    # shrink the least useful parts first until it fits; the results table outlives program.md's middle
+    for step in range(16):
         if len(text) <= max_chars:
             break
         if rows > 10:
             rows = 10
         elif log_limit > 500:
             log_limit = 500
-        elif rows > 0:
-            rows = 0
         elif program_limit > 2_000:
             program_limit = 2_000
+        elif rows > 5:
+            rows = 5
+        elif program_limit > 500:
+            program_limit = 500
+        elif rows > 0:
+            rows = 0
         else:
             over = len(text) - max_chars
             biggest = max((len(t) for t in files.values()), default=0)
             file_limit = max(min(file_limit, biggest) - over - 100, 500)
-            if program_limit > 500 and file_limit == 500:
-                program_limit = 500
         text = assemble(rows, log_limit, program_limit, file_limit)
     return text
-
-
-
-# ---------------------------------------------------------------------------- the loop
-def correction(error: str) -> str:
-    """The message that sends a parse/apply error back to the model (the one corrective retry)."""
-    return (f"Your answer could not be applied: {error}\n"
-            "Answer again with ONE JSON object {\"description\": \"...\", \"edits\": [{\"file\": \"...\", "
-            "\"search\": \"exact lines copied from the file\", \"replace\": \"...\"}]} and nothing else.")
-
-
-def edit_loop(context, ask, corrections: int = 1) -> tuple[str, str, int, int]:
-    """Ask, parse, apply; on a bad answer send the error back (`corrections` times).
-
-    ask(error_or_None) -> (answer, tokens_in, tokens_out); returns
-    (description, invalid_reason, tokens_in, tokens_out): invalid_reason is "" on success.
-    """
-    tokens_in = tokens_out = 0
-    error, description = None, ""
-    for _ in range(1 + corrections):
-        answer, t_in, t_out = ask(error)
-        tokens_in, tokens_out = tokens_in + (t_in or 0), tokens_out + (t_out or 0)
-        try:
-            description, edits = parse_answer(answer)
-            apply_edits(context, edits)
-            return description, "", tokens_in, tokens_out
-        except AnswerError as e:
-            error = str(e)
-    # the last parsed description (if any) still says what the model meant to try
-    return description, f"malformed answer: {_one_line(error, 300)}", tokens_in, tokens_out

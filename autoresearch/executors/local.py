@@ -1,6 +1,6 @@
 """Local executor: each run in its own worker process on this machine, `slots` at once.
 
-A worker process (`python -c ...executors.local._main`) calls `measurement.measure()` in
+A worker process (`python -c ...executors.local._main`) runs `base.run_job()` in
 the job's worktree and leaves the pickled Measurement in a file beside the log. Cancel =
 SIGTERM to the worker, which the runner turns into a kill of the run's process group; the
 worker also gets SIGTERM when the driver dies. A worker that dies without answering
@@ -12,7 +12,6 @@ exactly one run and Ctrl-C reaches every worker (they share the terminal's proce
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import signal
@@ -21,36 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from autoresearch.executors import Executor, Job, Outcome, Setup, crashed, hostname
+from autoresearch import runner
+from autoresearch.executors.base import Executor, Job, Outcome, Setup, cancelled, crashed, hostname
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 def _interrupt(signum, frame):
-    """SIGTERM (cancel) or SIGINT (Ctrl-C): kill the run's process group and reap it here, so the
-    runner's own clean-up finds it gone (it would otherwise wait out its grace on a zombie)."""
-    try:
-        import psutil
-        for child in psutil.Process().children():
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                child.kill()
-            try:
-                os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
-    except Exception:
-        pass
+    """SIGTERM (cancel) or SIGINT (Ctrl-C): the runner, interrupted, kills the run's process group."""
     raise KeyboardInterrupt
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this worker when the driver dies (kill -9), so its run is killed too."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def _main() -> None:
@@ -58,18 +36,17 @@ def _main() -> None:
     write ("done", Measurement) | ("cancelled", None) | ("error", text) to the result path."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    _die_with_parent()
+    runner.die_with_parent(signal.SIGTERM)      # the driver died (kill -9): cancel, as above
     try:
         # everything the job needs, imported before it arrives: a spare worker waits warm
         import psutil  # noqa: F401  (the runner's memory watch)
         import autoresearch.harness  # noqa: F401  (unpickling the Harness)
-        from autoresearch.measurement import measure
+        from autoresearch.executors.base import run_job
         job, setup, memory_limit_mb, out = pickle.load(sys.stdin.buffer)
     except (KeyboardInterrupt, EOFError):               # a spare that was never used
         return
     try:
-        m = measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
-                    setup.rescore, None, job.trial, holdout=setup.holdout)
+        m = run_job(job, setup, memory_limit_mb)
         message = ("done", m)
     except KeyboardInterrupt:       # the runner has killed the run's process group already
         message = ("cancelled", None)
@@ -105,14 +82,7 @@ class LocalExecutor(Executor):
 
     def start(self, setup: Setup) -> None:
         self._setup = setup
-        memory = setup.memory_limit_mb
-        if not memory:
-            try:
-                import psutil
-                memory = 0.8 * psutil.virtual_memory().total / 2**20 / self.slots   # the machine, shared
-            except Exception:
-                memory = 0.0
-        self._memory = memory
+        self._memory = setup.memory_limit_mb or runner.default_memory_limit_mb(self.slots)   # the machine, shared
         if self._spare is None:
             self._spare = self._worker()
 
@@ -164,8 +134,7 @@ class LocalExecutor(Executor):
         if kind == "done":
             return Outcome(payload, worker, self.node)
         if kind == "cancelled" or handle.cancelled:
-            out = crashed("cancelled", handle.job.log, worker, self.node)
-            return Outcome(out.measurement, worker, self.node, cancelled=True)
+            return cancelled(handle.job, worker, self.node)
         if kind == "error":
             return crashed(payload, handle.job.log, worker, self.node)
         code = handle.proc.returncode

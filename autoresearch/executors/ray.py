@@ -4,7 +4,7 @@ A task materialises the trial on its node (the commit's tracked files, sent as c
 editable ones with each job, the rest put in the object store once), makes sure the harness'
 data is prepared on that node (its `check` command, else `prepare` under a node-wide lock; the
 default harness caches under AUTORESEARCH_CACHE, which is passed on), runs
-`measurement.measure()` there and returns the Measurement with the log text. A task asks for
+`base.run_job()` there and returns the Measurement with the log text. A task asks for
 one GPU where the cluster has GPUs, one CPU otherwise. Ray is imported only here, only when used:
 
     pip install 'autoresearch[ray]'
@@ -13,7 +13,7 @@ one GPU where the cluster has GPUs, one CPU otherwise. Ray is imported only here
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.executors import Executor, Job, Outcome, Setup, crashed
+from autoresearch.hashing import contents_hash
+from autoresearch.executors.base import Executor, Job, Outcome, Setup, crashed
 
 MAX_LOG_BYTES = 20 * 2**20
-_PREPARED: set[str] = set()        # per worker process: harnesses known to be prepared on this node
 
 
 def _ray():
@@ -58,37 +58,18 @@ def _node() -> tuple[str, str]:
 
 def _ensure_prepared(root: Path, setup: Setup) -> str:
     """'' when the harness' data is there on this node (prepared once per node); else why not."""
-    from autoresearch.measurement import harness_env, tail_lines
+    from autoresearch import preparation
     harness = setup.harness
     key = repr((sorted(setup.readonly_sums.items()), harness.prepare, harness.profile, harness.data,
                 os.environ.get("AUTORESEARCH_CACHE", "")))
-    if not harness.check or key in _PREPARED:
-        return ""
-    env = harness_env(harness)
-
-    def check() -> bool:
-        return subprocess.run(harness.command(harness.check), cwd=root, env=env, capture_output=True).returncode == 0
-
-    if not check():
-        if not harness.prepare:
-            return "the harness' data is not prepared on this node and it has no prepare command"
-        import fcntl
-        lock = Path(tempfile.gettempdir()) / f"autoresearch-prepare-{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
-        with open(lock, "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)        # one prepare per node; the others wait, then re-check
-            if not check():
-                r = subprocess.run(harness.command(harness.prepare), cwd=root, env=env, capture_output=True, text=True)
-                if r.returncode != 0 or not check():
-                    return f"preparing the data on this node failed (exit {r.returncode})\n" \
-                           f"{tail_lines(r.stdout + r.stderr)}"
-    _PREPARED.add(key)
-    return ""
+    return preparation.ensure(root, harness, key)
 
 
 def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float) -> dict:
     """In a Ray worker: materialise the files, prepare once per node, measure, return the outcome."""
-    from autoresearch.executors import crashed as crash_outcome
-    from autoresearch.measurement import measure
+    from autoresearch import runner
+    from autoresearch.executors.base import crashed as crash_outcome
+    from autoresearch.executors.base import run_job
     os.environ.update(env)               # AUTORESEARCH_CACHE and friends: what the driver had
     node, worker = _node()
     root = Path(tempfile.mkdtemp(prefix=f"autoresearch-{setup.tag}-{job.key}-"))
@@ -102,15 +83,11 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
         if why:
             m = crash_outcome(why, log).measurement
         else:
-            if not memory_limit_mb:
-                try:
-                    import psutil
-                    memory_limit_mb = 0.8 * psutil.virtual_memory().total / 2**20 / max(1, int(env.get(
-                        "_AUTORESEARCH_RUNS_PER_NODE", "1")))
-                except Exception:
-                    memory_limit_mb = 0.0
-            m = measure(root, setup.harness, setup.readonly_sums, log, root / ".autoresearch" / "model.pt",
-                        memory_limit_mb, setup.rescore, None, job.trial, holdout=setup.holdout)
+            memory_limit_mb = memory_limit_mb or runner.default_memory_limit_mb(
+                int(env.get("_AUTORESEARCH_RUNS_PER_NODE", "1")))
+            here = dataclasses.replace(job, root=root, log=log, model=root / ".autoresearch" / "model.pt",
+                                       keep_model=False)
+            m = run_job(here, setup, memory_limit_mb)
         texts = {}
         for key, path in (("log", log), ("score_log", log.with_suffix(".score.log"))):
             if path.exists():
@@ -123,6 +100,7 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
 
 class RayExecutor(Executor):
     name = "ray"
+    local_models = False                 # a model stays on its node: the holdout is scored there
 
     def __init__(self, slots: int = 1, address: str = "", num_cpus: int | None = None):
         self.slots = max(1, int(slots))
@@ -158,10 +136,7 @@ class RayExecutor(Executor):
         ray = _ray()
         files = _tracked_files(job.root)
         editable = {n: files.pop(n) for n in self._setup.harness.editable if n in files}
-        h = hashlib.sha256()
-        for name in sorted(files):
-            h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-        key = h.hexdigest()
+        key = contents_hash(files)
         if key not in self._common:
             self._common[key] = ray.put(files)        # the same for every trial: sent to each node once
         ref = self._remote.remote(job, self._common[key], editable, self._setup_ref, self._env, self._memory)
@@ -198,7 +173,6 @@ class RayExecutor(Executor):
         log.write_bytes(out.get("log", b""))
         if "score_log" in out:
             log.with_suffix(".score.log").write_bytes(out["score_log"])
-        import dataclasses
         m = dataclasses.replace(m, result=dataclasses.replace(m.result, log_path=str(log)))
         return Outcome(m, out.get("worker", ""), out.get("node", ""), cancelled=cancelled)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import re
 import shlex
 import sys
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import knobs, runner
+from autoresearch import hashing, knobs, runner
 from autoresearch.errors import ConfigError
 
 try:
@@ -142,12 +141,8 @@ class Harness:
 
     def fingerprint(self) -> str:
         """Identifies the harness a tag's results belong to: read-only files, metric, budget."""
-        h = hashlib.sha256()
-        for name in sorted(self.readonly):
-            p = self.root / name
-            h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"<missing>") + b"\0")
-        h.update(f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}".encode())
-        return h.hexdigest()[:16]
+        return hashing.files_hash(self.root, self.readonly,
+                                  f"{self.metric}|{self.direction}|{self.budget}|{self.profile}|{self.data}|{self.run}")
 
     def required_files(self) -> tuple[str, ...]:
         """What a study needs committed: this file and the editable ones (read-only ones may be untracked)."""

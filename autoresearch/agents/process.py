@@ -1,0 +1,140 @@
+"""Process: how the subprocess agents (command, claude, codex) run their program.
+
+Three things live here and nowhere else:
+
+- `agent_env(extra)`: the environment an agent's program gets (the one place to restrict it).
+- `spawn(argv, cwd, env, stdin)`: the one place an agent's process is started (the place to
+  wrap it in a sandbox). The process leads its own process group, and on Linux it gets
+  `PR_SET_PDEATHSIG = SIGKILL` (set in `preexec_fn`), so it dies with the tool: a tool killed
+  with SIGKILL cannot leave an agent behind that lands an edit later. Linux sends that signal
+  when the *thread* that forked exits; `run` blocks that thread until the process ends, so
+  that is the same moment. Grandchildren that the program starts are not covered by the
+  signal (a PID-namespace sandbox with --die-with-parent covers them); they are covered by
+  the group kill on a timeout or an exception.
+- `run(argv, cwd, timeout, env, stdin)`: spawn, wait, and kill the whole group past the
+  timeout or on any exception (Ctrl-C included); returns `Completed`, never raises for a
+  crash of the program.
+
+Also `tail` (a bounded one-line excerpt of output for error messages) and `restore` (put the
+editable files back before a retry).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.errors import AgentError
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+
+
+def agent_env(extra: dict | None = None, base: dict | None = None) -> dict:
+    """The environment of an agent's program: `base` (default: the tool's environment) plus `extra`."""
+    env = dict(os.environ if base is None else base)
+    env.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
+    return env
+
+
+def _die_with_parent() -> None:     # runs in the child between fork and exec
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(127)
+    if os.getppid() == 1:           # the tool died before the signal was armed
+        os._exit(127)
+
+
+def spawn(argv: list[str], cwd, env: dict, stdin: bool = False) -> subprocess.Popen:
+    """Start an agent's program: own process group, killed with the tool (Linux), pipes for output."""
+    try:
+        return subprocess.Popen(argv, cwd=str(cwd), env=env, text=True, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        raise AgentError(f"cannot start {argv[0]}: {e}") from e
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL what is left; waits for the leader."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=3)
+            if sig == signal.SIGTERM:   # the leader is gone; its group may not be
+                os.killpg(proc.pid, signal.SIGKILL)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except (ProcessLookupError, PermissionError):
+            break
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def run(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: str | None = None) -> Completed:
+    """Run argv in its own process group; past `timeout` seconds, or on any exception, kill the group."""
+    start = time.monotonic()
+    proc = spawn(argv, cwd, env if env is not None else agent_env(), stdin=stdin is not None)
+    timed_out = False
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        timed_out = True
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    if not timed_out:       # a program that exits may leave children in its group
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return Completed(-9 if timed_out else proc.returncode, out or "", err or "", timed_out,
+                     time.monotonic() - start)
+
+
+def tail(text: str, n: int = 400) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else "..." + text[-n:]
+
+
+def restore(context) -> None:
+    """Put the editable files back as the context gave them (before a retry)."""
+    root = Path(context.root)
+    for name, text in context.files.items():
+        path = root / name
+        if path.exists() and path.read_text() != text:
+            path.write_text(text)
+
+
+def split_args(extra) -> list[str]:
+    """extra_args as given in a toml (a list) or on the command line (one shell-quoted string)."""
+    import shlex
+    if not extra:
+        return []
+    return shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]

@@ -1,0 +1,85 @@
+"""Worktrees: the detached checkouts where proposals are made and runs happen.
+
+The main working tree stays on the best commit; each candidate gets its own detached worktree
+under `.autoresearch/<tag>/worktrees/`, where the agent edits, the change is committed, and the
+run happens. `rebase()` cherry-picks a candidate onto a newer best. A killed driver leaves its
+worktrees behind; the next start removes them (their trials simply run again). Every git command
+that moves a tree or a ref goes through `lock`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+from autoresearch.workspace import Workspace, _identity_args, git_argv, git_env
+
+
+class Worktrees:
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.dir = ws.root / ".autoresearch" / ws.tag / "worktrees"
+        self.lock = threading.RLock()
+        self._ident: list | None = None
+
+    def add(self, name: str, commit: str) -> Path:
+        path = self.dir / name
+        with self.lock:
+            if path.exists():
+                self.remove(path)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.ws.add_worktree(path, commit)
+        return path
+
+    def remove(self, path: Path | None) -> None:
+        if path is None:
+            return
+        with self.lock:
+            if path.exists():
+                self.ws.remove_worktree(path)
+                shutil.rmtree(path, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        """What a killed driver (or this one) left behind."""
+        with self.lock:
+            if self.dir.exists():
+                for path in self.dir.iterdir():
+                    self.ws.remove_worktree(path)
+                    shutil.rmtree(path, ignore_errors=True)
+            self.ws.git("worktree", "prune", check=False)
+
+    def tree(self, path: Path) -> Workspace:
+        return Workspace(path, tag=self.ws.tag)
+
+    def commit(self, path: Path, message: str) -> str:
+        with self.lock:
+            return self.tree(path).commit(message)
+
+    def conflicts(self, a: str, b: str) -> bool:
+        """Would changes a and b (on the same base) conflict? (git merge-tree; False when git cannot tell)"""
+        r = subprocess.run(git_argv("merge-tree", "--write-tree", "--no-messages", a, b), cwd=self.ws.root,
+                           capture_output=True, text=True, env=git_env())
+        return r.returncode == 1
+
+    def rebase(self, path: Path, commit: str, onto: str) -> tuple[str, str]:
+        """Cherry-pick commit onto `onto` in the worktree at path: (new commit, "") or ("", why not)."""
+        wt = self.tree(path)
+        if self._ident is None:
+            self._ident = _identity_args(self.ws.root)
+        with self.lock:
+            wt.git("reset", "-q", "--hard", onto)      # a detached worktree: HEAD moves, no branch
+            r = subprocess.run(git_argv(*self._ident, "cherry-pick", commit), cwd=path, capture_output=True, text=True,
+                               env=git_env())
+            if r.returncode == 0:
+                return wt.head(), ""
+            conflicted = wt.git("diff", "--name-only", "--diff-filter=U", check=False).split()
+            wt.git("cherry-pick", "--abort", check=False)
+            wt.git("reset", "-q", "--hard", onto, check=False)
+        text = (r.stdout + r.stderr).strip()
+        if conflicted:
+            return "", f"conflicted in {', '.join(conflicted)}"
+        if "empty" in text:
+            return "", "empty"
+        return "", f"failed: {text.splitlines()[-1] if text else r.returncode}"

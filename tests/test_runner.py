@@ -1,0 +1,72 @@
+"""runner.py: one command under an external limit; the summary block; a scrubbed environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from autoresearch import runner
+from tests.fakes import until
+
+
+def test_parse_summary_takes_last_block():
+    text = "---\nval_bpb: 9\n...\nstep 1 | loss: 2\n---\nval_bpb:          0.997900\npeak_vram_mb:     45,060.2\nname: x\n\nafter"
+    assert runner.parse_summary(text) == {"val_bpb": 0.9979, "peak_vram_mb": 45060.2, "name": "x"}
+    assert runner.parse_summary("no block") == {}
+
+
+def test_scrub_env_drops_credentials():
+    env = runner.scrub_env({"PATH": "/bin", "OPENAI_API_KEY": "k", "HF_TOKEN": "t", "AUTORESEARCH_PROFILE": "cpu",
+                            "AWS_SECRET_ACCESS_KEY": "s", "RANDOM_VAR": "r", "CUDA_VISIBLE_DEVICES": "0"})
+    assert set(env) == {"PATH", "AUTORESEARCH_PROFILE", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED"}
+
+
+def test_runner_timeout_kills_the_whole_group(tmp_path):
+    # the child (a shell: it starts in milliseconds) starts a grandchild that would outlive it;
+    # both must die at the limit
+    script = "sleep 600 & echo $! > grandchild.pid; echo started; sleep 600"
+    r = runner.run(["sh", "-c", script], tmp_path, timeout=2.0, log_path=tmp_path / "log")
+    assert r.timed_out and r.killed == "timeout"
+    pid = int((tmp_path / "grandchild.pid").read_text())
+    until(lambda: not _alive(pid), "the grandchild to be gone")
+    assert "started" in (tmp_path / "log").read_text()
+    assert "killed after 2 s" in (tmp_path / "log").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    import psutil
+    return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+def test_runner_memory_limit(tmp_path):
+    script = "import time\nx = bytearray(400 * 2**20)\nx[::4096] = b'1' * len(x[::4096])\ntime.sleep(600)\n"
+    r = runner.run([sys.executable, "-c", script], tmp_path, timeout=300, log_path=tmp_path / "log",
+                   memory_limit_mb=200)
+    assert r.killed == "memory" and not r.ok and not r.timed_out
+    assert "above the limit of 200 MB" in (tmp_path / "log").read_text()
+
+
+def test_default_memory_limit_shares_the_machine():
+    import psutil
+    total = psutil.virtual_memory().total / 2**20
+    assert runner.default_memory_limit_mb() == pytest.approx(0.8 * total)
+    assert runner.default_memory_limit_mb(4) == pytest.approx(0.2 * total)
+
+
+def test_runner_missing_program_is_a_result(tmp_path):
+    r = runner.run(["/nonexistent/prog"], tmp_path, timeout=5, log_path=tmp_path / "log")
+    assert r.returncode == 127 and "could not start" in r.tail
+
+
+def test_runner_progress_callback(tmp_path):
+    seen = []
+    script = "import time\nfor i in range(3):\n    print(f'step {i} | loss: {3-i}.5 | remaining: {9-i}s', flush=True); time.sleep(0.1)\n"
+    runner.run([sys.executable, "-c", script], tmp_path, timeout=10, log_path=tmp_path / "log",
+               on_progress=lambda p: seen.append((p.step, p.loss, p.remaining)))
+    assert seen[-1] == (2, 1.5, 7.0)
