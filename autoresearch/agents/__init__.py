@@ -100,10 +100,9 @@ def _load(name: str):
 def get_agent(name: str, **options) -> Agent:
     """Build the agent called name with options (from autoresearch.toml [agents.NAME] and flags)."""
     if "+" in name:      # a hybrid: `builtin+claude` (optimiser+LLM), see agents/hybrid.py
-        from autoresearch.agents.hybrid import HybridAgent
         optimiser, _, llm = name.partition("+")
         _load(optimiser), _load(llm)          # an unknown name: the usual one-line error
-        return HybridAgent(optimiser, llm, **options)
+        return importlib.import_module("autoresearch.agents.hybrid").HybridAgent(optimiser, llm, **options)
     cls = _load(name)
     try:
         agent = cls(**options)
