@@ -10,6 +10,8 @@ dashboard's views as one self-contained static page (page.py, views.py).
 from __future__ import annotations
 
 import collections
+import json
+import os
 import time
 from pathlib import Path
 
