@@ -25,6 +25,7 @@ from autoresearch import agents as agents_mod
 from autoresearch import noise, preparation, running, sandbox
 from autoresearch.config import Config
 from autoresearch.display import Quiet
+from autoresearch.disturbance import LoadCheck
 from autoresearch.errors import AutoresearchError, WorkspaceError
 from autoresearch.harness import Harness
 from autoresearch.judge import Judge, overfits
@@ -61,6 +62,7 @@ class Study:
         self.trials: list[Trial] = []
         self.best: Trial | None = None
         self.stop_reason = ""
+        self.load = LoadCheck(self.config.disturbed_below, self.config.disturbed_reruns)   # h13: disturbed runs
         self.failures = 0                    # agent failures in a row
         self.readonly_sums: dict[str, str] = {}
         self._given: set[int] = set()        # trial numbers given out by this process
@@ -138,6 +140,7 @@ class Study:
         self._meta = meta
         self.pins, self.overhead = dict(meta.get("pins") or {}), meta.get("overhead")
         self.trials = trials
+        self.load.restore(trials)       # h13: the baseline's CPU shares, the quiet reference
         for t in list(trials):           # a close call re-measured the best: those values belong to it
             for number, values in (t.extra.get("best_reruns") or {}).items():
                 self.grow(int(number), values)
@@ -330,6 +333,9 @@ class Study:
             extra.update(worker=cand.worker, node=cand.node, base=cand.base, rebased=cand.rebased)
         if cand.stale:
             extra["stale"] = cand.stale
+        extra.update(getattr(cand, "disturbed", None) or {})          # h13: runs re-run as disturbed
+        if cand.kind == "baseline":
+            extra.update(self.load.record())                         # h13: the quiet reference, for a resume
         logged = last or (cand.runs[-1] if cand.runs else None)
         log = os.path.relpath(logged.result.log_path, self.ws.root) if logged and logged.result.log_path else ""
         wall, training = cand.seconds()

@@ -69,8 +69,6 @@ def test_rule_reference_and_reruns():
     assert odd.reference() is None
 
 
-@pytest.mark.skip(reason="the LoadCheck call sites (baseline learn, re-measure) are not yet ported into the new "
-                         "scheduler loop; they passed in h13's pre-merge loop (commit 1f561e3)")
 def test_a_starved_run_is_re_run_not_judged(tmp_path):
     ws = make_fake_workspace(tmp_path / "ws")
     train = ws / "train.py"
