@@ -146,7 +146,6 @@ def _cmd_run(args) -> int:
 
 def _cmd_status(args) -> int:
     from autoresearch import report, running
-    from autoresearch.study import load_trials
     ws, harness, trials = load_trials(args.workspace, args.tag)
     dir_ = ws.root / ".autoresearch" / ws.tag
     print(report.summary(trials, harness.metric, harness.direction, ws.tag, running.read(dir_), last=args.last))
@@ -161,7 +160,6 @@ def _cmd_status(args) -> int:
 
 def _cmd_report(args) -> int:
     from autoresearch import report
-    from autoresearch.study import load_trials
     ws, harness, trials = load_trials(args.workspace, args.tag)
     if not trials:
         raise AutoresearchError(f"no trials recorded on tag {ws.tag}: run `autoresearch run` first")
@@ -238,6 +236,16 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+
+
+def load_trials(workspace, tag: str | None = None):
+    """The workspace, its harness and the tag's recorded trials (status, report)."""
+    from autoresearch.harness import Harness
+    from autoresearch.ledger import Ledger
+    from autoresearch.workspace import Workspace
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace, tag=tag)
+    harness = Harness.load(ws.root)
+    return ws, harness, Ledger(ws.root, ws.tag, harness.metric).load()
 
 
 if __name__ == "__main__":

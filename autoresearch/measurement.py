@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +178,15 @@ def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: 
         return None
     r = _score(harness.holdout, root, harness, model, log, memory_limit_mb, Walls.of(harness, sandbox))
     return r.metric(harness.metric) if r.returncode == 0 else None
+
+
+def holdout_stats(root: Path, harness, models, logs, sandbox: Sandbox | None, memory_limit_mb: float = 0.0) -> tuple:
+    """(mean, sd) of the holdout scores of saved models (sd from two or more), or (None, None)."""
+    values = [v for v in (score_holdout(root, harness, m, log, memory_limit_mb, sandbox) for m, log in zip(models, logs))
+              if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) >= 2 else None)
 
 
 def _score(text, root, harness, model, log, memory_limit_mb, walls, on_start=None) -> runner.RunResult:

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import collections
-import statistics
 import threading
 import time
 
@@ -36,7 +35,7 @@ from autoresearch.errors import AgentError, AutoresearchError
 from autoresearch.executors.base import Executor, Job, Setup
 from autoresearch.judge import CONFIRM, DISCARD, KEEP
 from autoresearch.limits import since_keep  # h13: --stall
-from autoresearch.measurement import Measurement, score_holdout
+from autoresearch.measurement import Measurement, holdout_stats
 from autoresearch.proposer import Proposer
 from autoresearch.trial import TrialState
 from autoresearch.worktrees import Worktrees
@@ -358,29 +357,20 @@ class Scheduler:
         if cand.kind != "baseline":
             self.recorded += 1
             self.proposer.done(cand)
-        warning = study.noise_warning
-        if warning != self._warned:
-            self._warned = warning
-            if warning:
-                study.display.warn(warning)
+        if study.noise_warning != self._warned:          # said once, when it appears or changes
+            self._warned = study.noise_warning
+            if self._warned:
+                study.display.warn(self._warned)
 
     def _holdout(self, cand: Candidate) -> tuple[float | None, float | None]:
-        """(mean, sd) of the holdout scores of its kept model (the baseline: of every repeat's), on the
-        split the agent never hears of."""
+        """(mean, sd) of the holdout scores of its kept model (the baseline: of every repeat's)."""
         models = cand.models if cand.kind == "baseline" else [cand.model]
         if not (self.harness.holdout and cand.values and all(models)):
             return None, None
-        memory = self.study.config.memory_limit_mb or runner.default_memory_limit_mb()
-        values = []
-        for i, model in enumerate(models):
-            stem = cand.tag_stem(self.ws.tag) + (f".{i}" if i else "")
-            v = score_holdout(self.ws.root, self.harness, model, self.log_dir / f"{stem}.holdout.log", memory,
-                              self.study.sandbox)
-            if v is not None:
-                values.append(v)
-        if not values:
-            return None, None
-        return statistics.fmean(values), (statistics.stdev(values) if len(values) >= 2 else None)
+        stem = cand.tag_stem(self.ws.tag)
+        logs = [self.log_dir / f"{stem}{f'.{i}' if i else ''}.holdout.log" for i in range(len(models))]
+        return holdout_stats(self.ws.root, self.harness, models, logs, self.study.sandbox,
+                             self.study.config.memory_limit_mb or runner.default_memory_limit_mb())
 
     def _drop_models(self) -> None:
         """Models are large and a commit reproduces one: none outlives the runs of this study."""

@@ -395,9 +395,3 @@ def _jsonable(v) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def load_trials(workspace, tag: str | None = None) -> tuple[Workspace, Harness, list[Trial]]:
-    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace, tag=tag)
-    harness = Harness.load(ws.root)
-    return ws, harness, Ledger(ws.root, ws.tag, harness.metric).load()

@@ -62,7 +62,7 @@ class Source:
         return "/".join(parts)
 
     def running(self) -> list[dict]:
-        from autoresearch.report import running
+        from autoresearch.running import read as running
         info = running(self.dir)
         if not info:
             return []
