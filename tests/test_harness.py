@@ -322,7 +322,7 @@ def test_tokenizer_is_data_and_a_changed_split_is_refused(trained, ws, env, tmp_
     tok = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(cache, "tokenizer")) for f in fs]
     assert tok and not [f for f in tok if f.endswith((".pkl", ".pt"))]          # no pickle anywhere
     assert all(f.endswith(("tokenizer.json", ".sha256")) for f in tok)
-    val = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(cache, "eval")) for f in fs if f == "val.parquet"][0]
+    val = os.path.join(cache, "eval", f"embedded-{LIMIT}", "val.parquet")     # the split this workspace scores
     saved = open(val, "rb").read()
     try:
         with open(val, "ab") as f:
