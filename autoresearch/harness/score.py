@@ -158,13 +158,21 @@ def score(prepare, model_path, split="val"):
     rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
     chosen = torch.randperm(steps, generator=rng)[:min(PROBE_BATCHES, steps)].tolist()
     probes = {}
+    rows = [row for bx, _ in batches for row in bx]      # donors: real text from anywhere in the evaluation
     for k in chosen:
         x = batches[k][0]
-        donor = batches[(k + 1) % steps][0] if steps > 1 else x.roll(1, dims=0)
         cut = torch.randint(T // 4, T - 1, (B,), generator=rng)
         spliced = x.clone()
         for r in range(B):
-            spliced[r, cut[r] + 1:] = donor[r, cut[r] + 1:]
+            c = int(cut[r])
+            # a donor whose token right after the cut differs (a small split repeats its rows), else one token changed
+            start = int(torch.randint(0, len(rows), (1,), generator=rng))
+            donor = next((d for i in range(len(rows)) for d in [rows[(start + i) % len(rows)]]
+                          if d[c + 1] != x[r, c + 1]), None)
+            if donor is not None:
+                spliced[r, c + 1:] = donor[c + 1:]
+            else:
+                spliced[r, c + 1] = (x[r, c + 1] + 1) % vocab
         probes[k] = (spliced, cut)
     columns = torch.randint(0, vocab, (16,), generator=rng)   # compared besides the target and the normaliser
     tol = 2e-2 if DEVICE == "cuda" else 1e-4                   # bf16 on CUDA
