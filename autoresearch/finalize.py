@@ -167,6 +167,7 @@ class Finalizer:
         """Run commit (with one change reverted) `repeats` times in a worktree. None: the revert
         does not apply; []: the code does not run."""
         from autoresearch import sandbox
+        from autoresearch import runner
         from autoresearch.measurement import hard_limit, measure
         ws = self.ws
         meta = self.ledger.meta()
@@ -185,7 +186,8 @@ class Finalizer:
             for r in range(self.repeats):
                 m = measure(tree, self.harness, sums, ws.root / ".autoresearch" / "logs" / f"{ws.tag}-{name}.{r}.log",
                             ws.root / ".autoresearch" / "models" / f"{ws.tag}-{name}.{r}.pt",
-                            self.config.memory_limit(), self.config.rescore, **limits)
+                            self.config.memory_limit_mb or runner.default_memory_limit_mb(), self.config.rescore,
+                            **limits)
                 if m.value is None:
                     self.progress(f"  run {r + 1}: {m.state.value}: {m.reason.splitlines()[0] if m.reason else ''}")
                     return []
