@@ -236,11 +236,12 @@ class MLflowTracker:
         return run_id
 
     def changed_knobs(self, t: Trial) -> dict:
-        """The knobs whose value differs from the parent's (all of them for the baseline)."""
+        """The knobs whose value differs from the parent's (all of them for the baseline, or where the
+        parent's were not recorded)."""
         knobs = t.extra.get("knobs") if isinstance(t.extra.get("knobs"), dict) else {}
         base = self._knobs.get(t.parent) if t.parent != t.commit else None
         if base is None:
-            return dict(knobs) if t.kind == "baseline" else {}
+            return dict(knobs)
         return {k: v for k, v in knobs.items() if base.get(k) != v}
 
     def _diff(self, a: str, b: str) -> str:
