@@ -3,31 +3,15 @@ labels, protection lines, output folders."""
 
 from __future__ import annotations
 
-import math
-import os
 import sys
-import time
 
 import pytest
 
-from autoresearch import knobs, runner
-from autoresearch.config import Config
 from autoresearch.errors import ConfigError
 from autoresearch.harness import Harness
-from autoresearch.judge import CONFIRM, DISCARD, KEEP, Judge, greedy
+from autoresearch.judge import DISCARD, KEEP, Judge
 from autoresearch.ledger import HEADER, Ledger
 from autoresearch.trial import Trial, TrialState
-
-SRC = '''"""doc"""
-import os
-DEPTH = 4          # layers
-LR: float = 0.04   # learning rate
-NAME = "x"  # a string
-NEG = -1e-3
-EXPR = 2**3
-lower = 5
-'''
-
 
 
 def test_judge_does_not_trust_zero_noise():
@@ -49,13 +33,11 @@ def test_judge_does_not_trust_zero_noise():
     assert j.describe(2) == "noise sd 0.070711 from 2 runs"
 
 
-
 def test_results_tsv_column_is_named_after_the_metric(tmp_path):
     led = Ledger(tmp_path, "t", metric="test_loss")
     led.open()
     assert (tmp_path / "results.tsv").read_text() == "commit\ttest_loss\tmemory_gb\tstatus\tdescription\n"
     assert HEADER.split("\t")[1] == "val_bpb"                     # the GPT harness: upstream's notebook reads it
-
 
 
 def test_python_is_the_repositorys_environment_when_it_has_one(tmp_path):
@@ -73,7 +55,6 @@ def test_python_is_the_repositorys_environment_when_it_has_one(tmp_path):
     assert other.command("python3 a.py")[0] == sys.executable and "python =" in other.interpreter()[1]
 
 
-
 def test_a_trial_that_never_ran_is_labelled_with_its_number():
     import io
     from autoresearch.display import Console
@@ -84,14 +65,12 @@ def test_a_trial_that_never_ran_is_labelled_with_its_number():
     assert out.getvalue().splitlines()[-1].startswith("[trial 1] INVALID")
 
 
-
 def test_protection_says_what_holds_without_a_score_command(tmp_path):
     held, not_held = Harness(root=tmp_path, score="python prepare.py --score {model}").protection()
     assert not_held == [] and any("re-scores every saved model" in line for line in held)
     held, not_held = Harness(root=tmp_path, metric="test_loss", readonly=("data.txt",)).protection()
     assert "checksummed before and after every run (data.txt)" in held[0] and "time limit" in held[1]
     assert len(not_held) == 1 and "no `score` command, so test_loss is what the editable script prints" in not_held[0]
-
 
 
 def test_outputs_are_folders_inside_the_repository(tmp_path):
