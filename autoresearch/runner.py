@@ -294,6 +294,34 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         pass
 
 
+class _interrupts_deferred:
+    """In the main thread: SIGINT and SIGTERM that arrive in the block are held until deliver()
+    (elsewhere, a no-op: Python runs signal handlers in the main thread only)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.got, self.old = [], {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.old[sig] = signal.signal(sig, lambda signum, frame: self.got.append(signum))
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        return False
+
+    def deliver(self) -> None:
+        """Act on a held signal as its handler would have (KeyboardInterrupt, for Python's)."""
+        for signum in self.got[:1]:
+            handler = self.old[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
         max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = (),
@@ -312,19 +340,22 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
     start = time.monotonic()
     with open(log_path, "wb") as log:
         try:
-            proc = warm.start(argv, str(cwd), env, tuple(preload), popen_kw, spares) or subprocess.Popen(
-                argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, **popen_kw)
+            starting = _interrupts_deferred()    # a Ctrl-C while it starts would leave a child no one holds
+            with starting:
+                proc = warm.start(argv, str(cwd), env, tuple(preload), popen_kw, spares) or subprocess.Popen(
+                    argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, **popen_kw)
         except OSError as e:
             log.write(f"could not start {argv!r}: {e}\n".encode())
             return RunResult(returncode=127, timed_out=False, seconds=0.0, log_path=str(log_path),
                              tail=f"could not start {argv!r}: {e}")
-        if on_start is not None:
-            on_start(proc.pid)          # the process group id too: the study records it for resume
-        drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
-        drain.start()
         killed, peak, last_mem, last_du, last_cpu = "", 0.0, 0.0, 0.0, 0.0
-        meter = _CpuMeter(proc.pid)
+        drain = _Drain(proc.stdout, log, max_log_bytes, progress, on_progress)
         try:
+            starting.deliver()
+            if on_start is not None:
+                on_start(proc.pid)          # the process group id too: the study records it for resume
+            drain.start()
+            meter = _CpuMeter(proc.pid)
             while _reap(proc, meter) is None:
                 now = time.monotonic()
                 if now - last_cpu >= 0.2:

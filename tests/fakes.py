@@ -217,11 +217,11 @@ def gated(base, hold):
     return Gated
 
 
-def until(event, what: str) -> None:
-    """Wait for event() to be true; fail after PATIENCE seconds."""
+def until(event, what: str, detail=None) -> None:
+    """Wait for event() to be true; fail after PATIENCE seconds (saying detail(), when given)."""
     deadline = time.monotonic() + PATIENCE
     while not event():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        assert time.monotonic() < deadline, f"gave up waiting for {what}" + (f": {detail()}" if detail else "")
         time.sleep(0.02)
 
 
@@ -237,3 +237,16 @@ def trainers_of(where: str) -> list[int]:
                 and (str(where) in (p.info["cwd"] or "") or any(str(where) in a for a in argv[:-1]))):
             out.append(p.pid)
     return out
+
+
+def processes(pids) -> str:
+    """pid, parent, state and command of each live pid: what a test that waited in vain saw."""
+    import psutil
+    out = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            out.append(f"{pid} (parent {p.ppid()}, {p.status()}): {' '.join(p.cmdline())[-200:]}")
+        except psutil.Error:
+            out.append(f"{pid} gone")
+    return "; ".join(out)

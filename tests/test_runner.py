@@ -70,3 +70,29 @@ def test_runner_progress_callback(tmp_path):
     runner.run([sys.executable, "-c", script], tmp_path, timeout=10, log_path=tmp_path / "log",
                on_progress=lambda p: seen.append((p.step, p.loss, p.remaining)))
     assert seen[-1] == (2, 1.5, 7.0)
+
+
+def test_a_cancel_while_the_child_starts_still_kills_it(tmp_path, monkeypatch):
+    # the cancel (SIGTERM, turned into KeyboardInterrupt as the local executor's workers do) lands
+    # after the child exists but before Popen has returned: the child must not be left behind
+    import signal
+    import subprocess
+    started = []
+
+    class Popen(subprocess.Popen):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            started.append(self.pid)
+            signal.raise_signal(signal.SIGTERM)      # "during" Popen, deterministically
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    monkeypatch.setattr(runner.subprocess, "Popen", Popen)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(["sleep", "600"], tmp_path, timeout=600, log_path=tmp_path / "log")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert started and not _alive(started[0])

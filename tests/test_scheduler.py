@@ -20,7 +20,8 @@ from autoresearch.executors.inline import InlineExecutor
 from autoresearch.executors.local import LocalExecutor
 from autoresearch.ledger import Ledger
 from autoresearch.trial import TrialState
-from tests.fakes import PATIENCE, SANDBOXED, check_ledger_and_git, gated, git, knobs, make_study, trainers_of, until, value
+from tests.fakes import (PATIENCE, SANDBOXED, check_ledger_and_git, gated, git, knobs, make_study, processes,
+                         trainers_of, until, value)
 
 ROOT = Path(__file__).resolve().parents[1]
 def test_two_workers_keep_a_linear_branch(ws_xy):
@@ -159,7 +160,7 @@ def test_interrupt_cancels_runs_and_records_nothing_half_done(ws_xy):
     trials = check_ledger_and_git(ws_xy)
     assert len(trials) == 1 and study.stop_reason == "interrupted"
     assert len(trainers) >= 2
-    until(lambda: not trainers_of(ws_xy), "the cancelled runs to die")
+    until(lambda: not trainers_of(ws_xy), "the cancelled runs to die", lambda: processes(trainers_of(ws_xy)))
 
 
 DRIVER = """

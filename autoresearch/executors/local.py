@@ -27,7 +27,10 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 def _interrupt(signum, frame):
-    """SIGTERM (cancel) or SIGINT (Ctrl-C): the runner, interrupted, kills the run's process group."""
+    """SIGTERM (cancel) or SIGINT (Ctrl-C): the runner, interrupted, kills the run's process group.
+    Once: a second signal (a Ctrl-C after a cancel) must not interrupt that kill."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -142,6 +145,8 @@ class LocalExecutor(Executor):
         return crashed(f"the worker process died mid-run ({why})", handle.job.log, worker, self.node)
 
     def cancel(self, handle: _Handle) -> None:
+        if handle.cancelled:
+            return
         handle.cancelled = True
         if handle.proc.poll() is None:
             handle.proc.terminate()          # SIGTERM: the runner kills the run's group, then it exits
