@@ -57,14 +57,12 @@ def command(text: str, isolated: bool = False, **fmt) -> list[str]:
 
 def tree_bytes(path: Path) -> int:
     """Bytes in the files under path (what a run wrote into its scratch folder)."""
-    total = 0
-    for dirpath, _, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
+    def size(file: str) -> int:
+        try:
+            return os.lstat(file).st_size
+        except OSError:
+            return 0
+    return sum(size(os.path.join(folder, name)) for folder, _, names in os.walk(path) for name in names)
 
 
 def parse_summary(text: str) -> dict[str, float]:
@@ -295,31 +293,25 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 class _interrupts_deferred:
-    """In the main thread: SIGINT and SIGTERM that arrive in the block are held until deliver()
-    (elsewhere, a no-op: Python runs signal handlers in the main thread only)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    """SIGINT and SIGTERM that arrive in the block are held until deliver(), then acted on as their
+    handlers would (main thread only: Python runs signal handlers there; elsewhere a no-op)."""
 
     def __enter__(self):
         self.got, self.old = [], {}
         if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self.old[sig] = signal.signal(sig, lambda signum, frame: self.got.append(signum))
+            self.old = {s: signal.signal(s, lambda n, f: self.got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self.old.items():
             signal.signal(sig, handler)
-        return False
 
     def deliver(self) -> None:
-        """Act on a held signal as its handler would have (KeyboardInterrupt, for Python's)."""
-        for signum in self.got[:1]:
-            handler = self.old[signum]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
+        handler = self.old.get(self.got[0]) if self.got else None
+        if callable(handler):
+            handler(self.got[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(self.got[0])
 
 
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
