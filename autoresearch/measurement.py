@@ -47,6 +47,8 @@ def harness_env(harness, extra: dict | None = None) -> dict:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:
         env["AUTORESEARCH_DATA"] = harness.data
+    if harness.budget:
+        env["AUTORESEARCH_BUDGET"] = f"{harness.budget:g}"      # the toml is the budget's one source
     # always the resolved path: a sandboxed run's HOME is its scratch folder, where ~/.cache is empty
     env["AUTORESEARCH_CACHE"] = os.environ.get("AUTORESEARCH_CACHE") or os.path.join(os.path.expanduser("~"),
                                                                                      ".cache", "autoresearch")

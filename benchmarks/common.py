@@ -25,8 +25,6 @@ def workspace(profile: str = "cpu", budget: float | None = None, root: str | Non
     head, tail = text[:start], text[start:]
     if eval_tokens is not None:
         tail = re.sub(r'"EVAL_TOKENS": [0-9]+', f'"EVAL_TOKENS": {eval_tokens}', tail, count=1)
-    if budget is not None:
-        tail = re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {budget}', tail, count=1)
     p.write_text(head + tail)
     if budget is not None:
         t = d / "autoresearch.toml"

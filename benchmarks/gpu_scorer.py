@@ -54,7 +54,6 @@ def main() -> None:
     text = p.read_text()
     start = text.index(f'"{args.profile}": {{')
     head, tail = text[:start], text[start:]
-    tail = re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {args.budget}', tail, count=1)
     if args.eval_tokens:
         tail = re.sub(r'"EVAL_TOKENS": [0-9]+', f'"EVAL_TOKENS": {args.eval_tokens}', tail, count=1)
     p.write_text(head + tail)
