@@ -35,9 +35,9 @@ GUARDED = ("config", "info", "hooks", "packed-refs", "objects/info/alternates", 
 
 def git_argv(*args: str) -> list[str]:
     """git with no hook, no fsmonitor, no signing or credential program; `git diff` without an
-    external diff program (an empty diff.external would make git try to run "")."""
-    if args and args[0] == "diff" and "--no-ext-diff" not in args:
-        args = ("diff", "--no-ext-diff", *args[1:])
+    external diff or textconv program (an empty diff.external would make git try to run "")."""
+    if args and args[0] == "diff":
+        args = ("diff", *(f for f in ("--no-ext-diff", "--no-textconv") if f not in args), *args[1:])
     return ["git", *SAFE, *args]
 
 
