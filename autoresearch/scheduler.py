@@ -157,7 +157,7 @@ class Scheduler:
     # ------------------------------------------------------------------ baseline
     def _baseline(self, cand: Candidate) -> None:
         """The baseline's repeats run side by side (up to the slots), each in its own worktree."""
-        study = self.study
+        study, _ = self.study, self.proposer.fingerprint(cand, self.ws.root)      # its knobs, as committed
         study.display.message(f"[baseline] {cand.wanted} run(s) on {min(cand.wanted, self.workers)} slot(s)")
         while (cand.wanted and cand.failed is None) or cand.pending:
             while cand.wanted and cand.failed is None and self.free():

@@ -64,6 +64,7 @@ def test_baseline_measures_the_noise(ws):
     assert len(set(base.values)) == 3
     assert base.reason == f"noise sd {statistics.stdev(base.values):.6f} from 3 runs"
     assert study.judge.sd == pytest.approx(statistics.stdev(base.values))
+    assert base.extra["knobs"]["MODE"] == "noisy" and base.extra["knobs"]["X"] == 1.0   # what it measured
 
 
 def test_crash_feeds_log_to_next_proposal_and_resets(ws):
