@@ -1,11 +1,11 @@
 """Proposer: the thread that asks the agent for changes while runs go, for the scheduler.
 
 One agent call at a time, each on the best at that moment (with tree search, on a node that
-tree.py picks among the top k), in the candidate's own detached worktree; the change is checked (Study.check) and committed there, its code hash and knobs
-captured. A proposal is made when it is wanted: fewer outstanding than slots (+1 when
-pipelining: the next one is ready when a run ends, and proposals start during the baseline),
-within max_trials. Ready candidates wait
-in order; `next_ready()` hands the first one to the loop when a slot is free.
+tree.py picks among the top k), in the candidate's own detached worktree; the change is checked
+(Study.check) and committed there, its code hash and knobs captured. A proposal is made when it
+is wanted: fewer outstanding than slots (+1 when pipelining: the next one is ready when a run
+ends, and proposals start during the baseline), within max_trials. Ready candidates wait in
+order; `next_ready()` hands the first one to the loop when a slot is free.
 """
 
 from __future__ import annotations
