@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import warm
+from autoresearch.disturbance import CpuMeter, reap
 
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
@@ -100,11 +101,17 @@ class RunResult:
     killed: str = ""                # "timeout", "memory", "writes", "signal" or ""
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
     cpu_seconds: float = 0.0        # user + system CPU seconds of the run's whole process tree
+    wait_seconds: float = 0.0       # seconds its threads were ready to run but waited for a core
 
     @property
     def cpu_share(self) -> float:
         """CPU seconds per wall second (0 where nothing was measured); see autoresearch/disturbance.py."""
         return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def wait_ratio(self) -> float:
+        """Seconds waited for a core per CPU second (about 0 on a quiet machine); see disturbance.py."""
+        return self.wait_seconds / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -206,53 +213,6 @@ def thread_env(environ: dict | None = None) -> dict:
     return {k: environ.get(k) or str(max(1, n)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-class _CpuMeter:
-    """CPU seconds of a process tree: each process's own user + system time at its last sample (a process
-    that ends between samples loses at most one interval), and at the end the leader's rusage from wait4,
-    which holds the leader and every descendant it (or they) waited for: the larger of the two counts."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.seen: dict[tuple[int, float], float] = {}    # (pid, create_time) -> cpu seconds
-        self.reaped = 0.0
-        self.offset = 0.0           # what a spare interpreter (warm.py) spent importing before this run
-        self.sample()
-        self.offset = sum(self.seen.values())
-
-    def sample(self) -> None:
-        try:
-            import psutil
-            leader = psutil.Process(self.pid)
-            procs = [leader, *leader.children(recursive=True)]
-        except Exception:
-            return
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                self.seen[(p.pid, p.create_time())] = t.user + t.system
-            except Exception:
-                pass
-
-    @property
-    def seconds(self) -> float:
-        return max(0.0, max(sum(self.seen.values()), self.reaped) - self.offset)
-
-
-def _reap(proc, meter: _CpuMeter):
-    """proc.poll(), but through wait4 where we can, for the leader's rusage (CPU of the whole waited tree)."""
-    if proc.returncode is not None or not hasattr(os, "wait4"):
-        return proc.poll()
-    try:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:
-        return proc.poll()
-    if pid == 0:
-        return None
-    meter.reaped = usage.ru_utime + usage.ru_stime
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode
-
-
 def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = None) -> None:
     """SIGTERM the process group, then SIGKILL what is left after grace seconds. Pass the leader's
     Popen when it is ours: an unreaped (zombie) leader would keep the group alive to killpg(0)."""
@@ -347,8 +307,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             if on_start is not None:
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
-            meter = _CpuMeter(proc.pid)
-            while _reap(proc, meter) is None:
+            meter = CpuMeter(proc.pid)
+            while reap(proc, meter) is None:
                 now = time.monotonic()
                 if now - last_cpu >= 0.2:
                     last_cpu = now
@@ -397,4 +357,5 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         killed = "signal"       # e.g. the kernel's OOM killer
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
-                     log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3))
+                     log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),
+                     wait_seconds=round(meter.wait, 3))

@@ -48,6 +48,8 @@ class Context:
     stall_hint: int = 0                 # after this many trials without a keep, the prompt says to change direction
     notes: tuple = ()                   # more lines for the prompt (e.g. the hybrid agent's optimiser state)
     node: Trial | None = None           # tree search: the trial whose code `root` holds when it is not the best
+    sandbox: object = None              # the Sandbox an agent's program runs in (agents/process.py run)
+    hidden: tuple = ()                  # paths it must not see (the harness' evaluation splits)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Job:
     keep_model: bool = False         # leave the saved model at `model` (the loop scores a kept one's holdout)
     timeout: float | None = None     # the hard wall-clock limit (None: the harness' budget + allowance)
     pins: dict = field(default_factory=dict)     # `*_sha256` values the score must repeat (the data it read)
+    seeds: bool = False              # a run of the human's code (the baseline): its compile cache seeds the rest
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on
     """Measure one job where it runs (a worker process, a thread, a Ray task): the one call of measure()."""
     return measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
                    setup.rescore, on_progress, job.trial, on_start=on_start, keep_model=job.keep_model,
-                   holdout=setup.holdout, timeout=job.timeout, pins=job.pins)
+                   holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
+                   compile_cache=Path(setup.harness.root) / ".autoresearch" / "compile-cache", seeds=job.seeds)
 
 
 def crashed(reason: str, log: Path | str = "", worker: str = "", node: str = "") -> Outcome:
