@@ -21,7 +21,21 @@ LLM proposes first (a higher or lower Muon LR, a longer cooldown, some weight de
 layer...), each with a one-line reason, on the files it is given, skipping a point already tried.
 
 --real: the GPT harness on the smoke profile (3 s budget; every trial a real run and a protected
-re-score, about 15-25 s each on 2 loaded cores); only measured values.
+re-score); only measured values. Measured at load 5-8 on 2 cores: a baseline of 3 and 2 trials took
+230-290 s a study, so 20 x 3 x 4 would take hours: use --trials/--seeds/--strategies to fit.
+
+Measured 2026-11-27, surrogate, 20 trials x 3 seeds, 2 cores at load average 3.3-6.5, 245 s in all
+(best vs baseline, %, mean +- sd over seeds; true = the surface without noise at the final best):
+
+    strategy   measured         true
+    builtin    -2.09 +- 0.09    -1.90 +- 0.26
+    random     -0.25 +- 0.43    -0.30 +- 0.52
+    tree       -1.92 +- 0.35    -1.74 +- 0.20
+    hybrid     -2.34 +- 0.02    -2.37 +- 0.09
+    builtin - random (true): -1.59% (se over seeds 0.34%): beyond 2 se
+
+Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
+38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
 """
 
 from __future__ import annotations
