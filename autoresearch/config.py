@@ -40,6 +40,8 @@ class Config:
     disturbed_reruns: int = 2         # ... and measured again at most this many times, then judged with a note
     stall: int | None = None          # stop after this many trials in a row without a keep
     stall_hint: int = 5               # after this many trials without a keep, the agent is told to change direction
+    search: str = "greedy"            # greedy: every proposal improves the best | tree: one of the top tree_k (tree.py)
+    tree_k: int = 3                   # tree search: the number of top trials a proposal may improve
 
     @classmethod
     def load(cls, table: dict | None = None, environ: dict | None = None, **flags) -> "Config":
@@ -74,6 +76,10 @@ class Config:
             raise ConfigError("disturbed_below and disturbed_reruns must not be negative")
         if self.stall is not None and self.stall < 1:
             raise ConfigError("stall must be at least 1 (trials without a keep); leave it out for no limit")
+        if self.search not in ("greedy", "tree"):
+            raise ConfigError(f"search = {self.search!r}: use greedy or tree")
+        if self.tree_k < 1:
+            raise ConfigError(f"tree_k = {self.tree_k}: give at least 1 (how many top trials a proposal may improve)")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
 

@@ -334,7 +334,7 @@ class Study:
             extra.update(worker=cand.worker, node=cand.node, base=cand.base, rebased=cand.rebased)
         if cand.stale:
             extra["stale"] = cand.stale
-        extra.update(getattr(cand, "disturbed", None) or {})          # h13: runs re-run as disturbed
+        extra.update(cand.notes())          # the node it improved (tree search), runs re-run as disturbed
         if cand.kind == "baseline":
             extra.update(self.load.record())                         # h13: the quiet reference, for a resume
         logged = last or (cand.runs[-1] if cand.runs else None)
