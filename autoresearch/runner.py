@@ -34,6 +34,7 @@ _KEEP = re.compile(r"^(PATH|HOME|USER|LOGNAME|LANG|LC_.*|TZ|TMPDIR|TEMP|TMP|SHEL
 _LOSS = re.compile(r"loss:\s*([-+0-9.eE]+|nan|inf)")
 _REMAINING = re.compile(r"remaining:\s*([0-9.]+)")
 _STEP = re.compile(r"step\s+(\d+)")
+_FRACTION = re.compile(r"^progress:\s*([0-9.]+)")     # a curve point (autoresearch/pruning.py)
 
 
 def scrub_env(environ: dict | None = None, extra: dict | None = None) -> dict:
@@ -121,6 +122,8 @@ class Progress:
     step: int | None = None
     loss: float | None = None
     remaining: float | None = None
+    fraction: float | None = None   # of the time budget, on a `progress: F loss: L` line only
+    stop: str = ""                  # why on_progress asked to stop the run (killed = "pruned")
 
 
 class _Drain(threading.Thread):
@@ -130,8 +133,7 @@ class _Drain(threading.Thread):
         super().__init__(daemon=True)
         self.stream, self.log, self.max_bytes = stream, log, max_bytes
         self.progress, self.on_progress = progress, on_progress
-        self.written = 0
-        self.total = 0
+        self.written = self.total = 0
         self.tail = collections.deque(maxlen=64)       # chunks, together at most ~64 x 64 KB
         self.tail_bytes = 256 * 1024
 
@@ -149,8 +151,11 @@ class _Drain(threading.Thread):
             self.tail.append(chunk)
             while sum(map(len, self.tail)) - len(self.tail[0]) > self.tail_bytes:
                 self.tail.popleft()
-            # progress from the last complete line of this chunk only: cheap on a flood
-            text = (partial + chunk)[-4096:]
+            # every curve point (progress: lines), then the last complete line of this chunk: cheap on a flood
+            whole = partial + chunk
+            for line in re.findall(rb"(?m)^progress:[^\r\n]*(?=[\r\n])", whole) if b"progress:" in whole else ():
+                self._parse(line.decode(errors="replace"))
+            text = whole[-4096:]
             partial = text.rsplit(b"\n", 1)[-1] if b"\n" in text else text[-1024:]
             lines = re.split(rb"[\r\n]", text)
             for line in reversed(lines[:-1] or lines):
@@ -159,37 +164,33 @@ class _Drain(threading.Thread):
                     break
 
     def _parse(self, line: str):
-        m = _LOSS.search(line)
-        if m:
-            try:
-                self.progress.loss = float(m.group(1))
-            except ValueError:
-                pass
-        m = _REMAINING.search(line)
-        if m:
-            self.progress.remaining = float(m.group(1))
-        m = _STEP.search(line)
-        if m:
-            self.progress.step = int(m.group(1))
+        p = self.progress
+        for name, pattern in (("loss", _LOSS), ("remaining", _REMAINING), ("step", _STEP), ("fraction", _FRACTION)):
+            m = pattern.search(line)
+            if m or name == "fraction":          # a fraction belongs to its own line only
+                try:
+                    setattr(p, name, (int if name == "step" else float)(m.group(1)) if m else None)
+                except ValueError:
+                    pass
         if self.on_progress:
-            self.on_progress(self.progress)
+            p.stop = self.on_progress(p) or p.stop
 
     def tail_text(self) -> str:
         return b"".join(self.tail)[-self.tail_bytes:].decode(errors="replace")
+
+
+def _rss(p) -> int:
+    try:
+        return p.memory_info().rss
+    except Exception:       # gone, or not ours to read
+        return 0
 
 
 def _group_rss_mb(pid: int) -> float:
     try:
         import psutil
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-        return total / 2**20
+        return sum(_rss(p) for p in (proc, *proc.children(recursive=True))) / 2**20
     except Exception:
         return 0.0
 
@@ -286,8 +287,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """In the child, before exec: on Linux, get `sig` when the tool dies (even by kill -9)."""
     try:
         import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, sig)                  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)        # PR_SET_PDEATHSIG
     except Exception:
         pass
 
@@ -353,8 +353,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                 if now - last_cpu >= 0.2:
                     last_cpu = now
                     meter.sample()
-                if now - start > timeout:
-                    killed = "timeout"
+                if now - start > timeout or progress.stop:
+                    killed = "pruned" if progress.stop else "timeout"
                     break
                 if now - last_mem >= 0.5:
                     last_mem = now
@@ -385,7 +385,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         if killed:
             what = {"timeout": f"killed after {timeout:.0f} s (budget + allowance)",
                     "memory": f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb or 0:.0f} MB",
-                    "writes": f"killed: wrote more than {max_write_bytes / 2**20:.0f} MB"}[killed]
+                    "writes": f"killed: wrote more than {max_write_bytes / 2**20:.0f} MB", "pruned": progress.stop}[killed]
             log.write(f"\n[autoresearch: {what}]\n".encode())
     tail = drain.tail_text()
     if killed:
