@@ -24,13 +24,14 @@ from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.trial import Trial, TrialState
+from autoresearch.workspace import git_argv, git_env
 
 SIGMA = 2.0      # a contribution must exceed this many standard errors to count as "helps"
 
 
 def _git(root: Path, *args: str, input: str | None = None, env: dict | None = None) -> str:
-    r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, input=input,
-                       env=dict(os.environ, **(env or {})))
+    r = subprocess.run(git_argv(*args), cwd=root, capture_output=True, text=True, input=input,
+                       env={**git_env(), **(env or {})})
     if r.returncode != 0:
         raise AutoresearchError(f"git {' '.join(args[:2])} failed in {root}: {r.stderr.strip()[:300]}")
     return r.stdout
@@ -39,7 +40,7 @@ def _git(root: Path, *args: str, input: str | None = None, env: dict | None = No
 def _identity(root: Path) -> dict:
     env = {}
     for key, var, default in (("user.name", "NAME", "autoresearch"), ("user.email", "EMAIL", "autoresearch@localhost")):
-        r = subprocess.run(["git", "config", key], cwd=root, capture_output=True, text=True)
+        r = subprocess.run(git_argv("config", key), cwd=root, capture_output=True, text=True, env=git_env())
         value = r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else default
         env[f"GIT_AUTHOR_{var}"] = env[f"GIT_COMMITTER_{var}"] = value
     return env
@@ -178,8 +179,8 @@ class Finalizer:
         ws.add_worktree(tree, commit)
         try:
             if revert:
-                r = subprocess.run(["git", "apply", "-R", "--3way", "-"], cwd=tree, input=revert, text=True,
-                                   capture_output=True)
+                r = subprocess.run(git_argv("apply", "-R", "--3way", "-"), cwd=tree, input=revert, text=True,
+                                   capture_output=True, env=git_env())
                 if r.returncode != 0:
                     return None
             values = []
@@ -187,7 +188,7 @@ class Finalizer:
                 m = measure(tree, self.harness, sums, ws.root / ".autoresearch" / "logs" / f"{ws.tag}-{name}.{r}.log",
                             ws.root / ".autoresearch" / "models" / f"{ws.tag}-{name}.{r}.pt",
                             self.config.memory_limit_mb or runner.default_memory_limit_mb(), self.config.rescore,
-                            **limits)
+                            compile_cache=ws.root / ".autoresearch" / "compile-cache", **limits)
                 if m.value is None:
                     self.progress(f"  run {r + 1}: {m.state.value}: {m.reason.splitlines()[0] if m.reason else ''}")
                     return []

@@ -48,6 +48,8 @@ def harness_env(harness, extra: dict | None = None) -> dict:
         env["AUTORESEARCH_PROFILE"] = harness.profile
     if harness.data:
         env["AUTORESEARCH_DATA"] = harness.data
+    if harness.budget:
+        env["AUTORESEARCH_BUDGET"] = f"{harness.budget:g}"      # the toml is the budget's one source
     # always the resolved path: a sandboxed run's HOME is its scratch folder, where ~/.cache is empty
     env["AUTORESEARCH_CACHE"] = os.environ.get("AUTORESEARCH_CACHE") or os.path.join(os.path.expanduser("~"),
                                                                                      ".cache", "autoresearch")
@@ -118,14 +120,18 @@ class Walls:
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
             rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
             keep_model: bool = False, holdout: bool = False, sandbox: Sandbox | None = None,
-            timeout: float | None = None, pins: dict | None = None) -> Measurement:
+            timeout: float | None = None, pins: dict | None = None, compile_cache: Path | None = None,
+            seeds: bool = False) -> Measurement:
     """Run the harness once in root and classify the outcome. Never raises for the run's faults.
     holdout: also score the hidden holdout split after a run of record (where only the run's node
     has the model: the parallel scheduler; the serial loop scores kept models only).
     The run writes only into a scratch folder beside `model` (sandboxed: nothing else is writable),
     which is deleted afterwards; the model it saved there moves to `model`, and is deleted too
     unless keep_model (then the caller deletes it). timeout: the hard wall-clock limit (default:
-    the harness'); pins: `*_sha256` values an earlier score printed, which this one must repeat."""
+    the harness'); pins: `*_sha256` values an earlier score printed, which this one must repeat.
+    compile_cache: torch.compile's caches (inductor, triton) as the baseline left them, copied into the run's
+    scratch folder (a run never sees another trial's cache, nor leaves one behind); seeds: this is a baseline
+    run (the human's code): where there is no such cache yet, the one it leaves becomes it."""
     root = Path(root)
     walls = Walls.of(harness, sandbox)
 
@@ -148,18 +154,25 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
         extra.update(HOME=str(scratch / "home"), TMPDIR=str(scratch), XDG_CACHE_HOME=str(scratch / "home"))
     if scoring:
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
+    compiled, seeded = scratch / "compile", 0
+    if compile_cache is not None and compile_cache.is_dir():
+        shutil.copytree(compile_cache, compiled, symlinks=True)
+        seeded = runner.tree_bytes(compiled)
+    extra.update(TORCHINDUCTOR_CACHE_DIR=str(compiled / "inductor"), TRITON_CACHE_DIR=str(compiled / "triton"))
     env = harness_env(harness, extra)
     try:
         result = runner.run(walls.wrap(harness.command(harness.run), root, scratch, run=True), root,
                             timeout or harness.timeout, log, env=env, memory_limit_mb=memory_limit_mb or None,
                             on_progress=on_progress, on_start=on_start, preload=harness.preload,
                             spares=2 if scoring else 1, watch=scratch,
-                            max_write_bytes=int(harness.max_write_mb * 2**20))
+                            max_write_bytes=int(harness.max_write_mb * 2**20) + seeded if harness.max_write_mb else 0)
         # (spares for the re-score and the next run, started while this one trains; see warm.start)
         result = harness.summarize(result)       # a plain `test loss: X` line, when the harness names one
         saved = scratch / "model.pt"
         if saved.is_file() and not saved.is_symlink():
             os.replace(saved, model)
+        if seeds and result.ok and compile_cache is not None and not compile_cache.exists() and compiled.is_dir():
+            _seed(compiled, compile_cache)
         shutil.rmtree(scratch, ignore_errors=True)
         m = _classify(root, harness, result, model, changed, memory_limit_mb, rescore, on_start, walls, pins or {})
         if holdout and m.state == TrialState.KEEP:
@@ -170,6 +183,18 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
         shutil.rmtree(scratch, ignore_errors=True)
         if not keep_model:
             model.unlink(missing_ok=True)     # models are large; the commit reproduces one
+
+
+def _seed(compiled: Path, cache: Path) -> None:
+    """Keep a baseline run's compile cache for the runs after it (the first repeat to finish wins)."""
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{id(compiled)}.tmp")
+    try:
+        shutil.copytree(compiled, tmp, symlinks=True)
+        os.rename(tmp, cache)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def score_holdout(root: Path, harness, model: Path, log: Path, memory_limit_mb: float = 0.0,

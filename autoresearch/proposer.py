@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from pathlib import Path
 
 from autoresearch import knobs
 from autoresearch.candidate import Candidate
@@ -185,13 +186,13 @@ class Proposer:
         self.fingerprint(cand)
         return cand
 
-    def fingerprint(self, cand: Candidate) -> None:
-        """Code hash and knob values of the candidate as committed (read from its worktree)."""
-        editable = self.s.harness.editable
-        cand.code_hash = self.s.trees.tree(cand.path).code_hash(editable)
+    def fingerprint(self, cand: Candidate, root: Path | None = None) -> None:
+        """Code hash and knob values of the candidate as committed (read from its worktree, or root:
+        the main tree, for the baseline)."""
+        editable, root = self.s.harness.editable, Path(root or cand.path)
+        cand.code_hash = self.s.trees.tree(root).code_hash(editable)
         try:
-            source = "\n".join((cand.path / f).read_text() for f in editable
-                               if f.endswith(".py") and (cand.path / f).exists())
+            source = "\n".join((root / f).read_text() for f in editable if f.endswith(".py") and (root / f).exists())
             cand.knobs = {k: v.value for k, v in knobs.find(source).items()}
         except (SyntaxError, ValueError, OSError):
             cand.knobs = None

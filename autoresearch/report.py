@@ -180,7 +180,8 @@ def html_path(workspace) -> Path:
     study must refuse, and .git is never touched here."""
     import subprocess
     root = Path(workspace.root)
-    ignored = subprocess.run(["git", "check-ignore", "-q", "report.html"], cwd=root).returncode == 0
+    from autoresearch.workspace import git_argv, git_env
+    ignored = subprocess.run(git_argv("check-ignore", "-q", "report.html"), cwd=root, env=git_env()).returncode == 0
     return root / "report.html" if ignored else root / ".autoresearch" / workspace.tag / "report.html"
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import warm
+from autoresearch.disturbance import CpuMeter, reap
 
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
@@ -101,11 +102,17 @@ class RunResult:
     killed: str = ""                # "timeout", "memory", "writes", "signal" or ""
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
     cpu_seconds: float = 0.0        # user + system CPU seconds of the run's whole process tree
+    wait_seconds: float = 0.0       # seconds its threads were ready to run but waited for a core
 
     @property
     def cpu_share(self) -> float:
         """CPU seconds per wall second (0 where nothing was measured); see autoresearch/disturbance.py."""
         return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def wait_ratio(self) -> float:
+        """Seconds waited for a core per CPU second (about 0 on a quiet machine); see disturbance.py."""
+        return self.wait_seconds / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -133,7 +140,8 @@ class _Drain(threading.Thread):
         super().__init__(daemon=True)
         self.stream, self.log, self.max_bytes = stream, log, max_bytes
         self.progress, self.on_progress = progress, on_progress
-        self.written = self.total = 0
+        self.written = 0
+        self.total = 0
         self.tail = collections.deque(maxlen=64)       # chunks, together at most ~64 x 64 KB
         self.tail_bytes = 256 * 1024
 
@@ -164,33 +172,39 @@ class _Drain(threading.Thread):
                     break
 
     def _parse(self, line: str):
-        p = self.progress
-        for name, pattern in (("loss", _LOSS), ("remaining", _REMAINING), ("step", _STEP), ("fraction", _FRACTION)):
-            m = pattern.search(line)
-            if m or name == "fraction":          # a fraction belongs to its own line only
-                try:
-                    setattr(p, name, (int if name == "step" else float)(m.group(1)) if m else None)
-                except ValueError:
-                    pass
-        if self.on_progress:
-            p.stop = self.on_progress(p) or p.stop
+        m = _LOSS.search(line)
+        if m:
+            try:
+                self.progress.loss = float(m.group(1))
+            except ValueError:
+                pass
+        m = _REMAINING.search(line)
+        if m:
+            self.progress.remaining = float(m.group(1))
+        m = _STEP.search(line)
+        if m:
+            self.progress.step = int(m.group(1))
+        m = _FRACTION.search(line)
+        self.progress.fraction = float(m.group(1)) if m else None
+        if self.on_progress:        # it may answer why the run must stop (pruning.Watch)
+            self.progress.stop = self.on_progress(self.progress) or self.progress.stop
 
     def tail_text(self) -> str:
         return b"".join(self.tail)[-self.tail_bytes:].decode(errors="replace")
-
-
-def _rss(p) -> int:
-    try:
-        return p.memory_info().rss
-    except Exception:       # gone, or not ours to read
-        return 0
 
 
 def _group_rss_mb(pid: int) -> float:
     try:
         import psutil
         proc = psutil.Process(pid)
-        return sum(_rss(p) for p in (proc, *proc.children(recursive=True))) / 2**20
+        procs = [proc, *proc.children(recursive=True)]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total / 2**20
     except Exception:
         return 0.0
 
@@ -205,53 +219,6 @@ def thread_env(environ: dict | None = None) -> dict:
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
     return {k: environ.get(k) or str(max(1, n)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-class _CpuMeter:
-    """CPU seconds of a process tree: each process's own user + system time at its last sample (a process
-    that ends between samples loses at most one interval), and at the end the leader's rusage from wait4,
-    which holds the leader and every descendant it (or they) waited for: the larger of the two counts."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.seen: dict[tuple[int, float], float] = {}    # (pid, create_time) -> cpu seconds
-        self.reaped = 0.0
-        self.offset = 0.0           # what a spare interpreter (warm.py) spent importing before this run
-        self.sample()
-        self.offset = sum(self.seen.values())
-
-    def sample(self) -> None:
-        try:
-            import psutil
-            leader = psutil.Process(self.pid)
-            procs = [leader, *leader.children(recursive=True)]
-        except Exception:
-            return
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                self.seen[(p.pid, p.create_time())] = t.user + t.system
-            except Exception:
-                pass
-
-    @property
-    def seconds(self) -> float:
-        return max(0.0, max(sum(self.seen.values()), self.reaped) - self.offset)
-
-
-def _reap(proc, meter: _CpuMeter):
-    """proc.poll(), but through wait4 where we can, for the leader's rusage (CPU of the whole waited tree)."""
-    if proc.returncode is not None or not hasattr(os, "wait4"):
-        return proc.poll()
-    try:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:
-        return proc.poll()
-    if pid == 0:
-        return None
-    meter.reaped = usage.ru_utime + usage.ru_stime
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode
 
 
 def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = None) -> None:
@@ -287,7 +254,8 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """In the child, before exec: on Linux, get `sig` when the tool dies (even by kill -9)."""
     try:
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, sig)        # PR_SET_PDEATHSIG
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, sig)                  # PR_SET_PDEATHSIG
     except Exception:
         pass
 
@@ -347,8 +315,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             if on_start is not None:
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
-            meter = _CpuMeter(proc.pid)
-            while _reap(proc, meter) is None:
+            meter = CpuMeter(proc.pid)
+            while reap(proc, meter) is None:
                 now = time.monotonic()
                 if now - last_cpu >= 0.2:
                     last_cpu = now
@@ -397,4 +365,5 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         killed = "signal"       # e.g. the kernel's OOM killer
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
-                     log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3))
+                     log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),
+                     wait_seconds=round(meter.wait, 3))

@@ -91,30 +91,44 @@ class Sandbox:
         return out + list(argv)
 
 
-    def wrap_agent(self, argv: list[str], cwd: str | Path, home: str | Path, keep=(), scratch=None) -> list[str]:
-        """argv for an agent (claude, codex, a command): the network stays (it calls its API) and the
-        workspace stays writable (the loop checks what it changed), but its .git and .autoresearch
-        are empty folders, the home folder too except `keep` (the agent's own login, e.g. ~/.claude),
-        the rest of the file system is read-only (scratch, if given, is writable: its TMPDIR), and it
-        lives in its own PID namespace: it sees none of the tool's processes, none outlives it."""
+    def wrap_agent(self, argv: list[str], cwd: str | Path, keep=(), hidden=(), writable=()) -> list[str]:
+        """argv for an agent's program (claude, codex, a command) editing the checkout at cwd. It keeps
+        the network (it calls its API) and cwd writable (the loop checks what it changed); the rest of
+        the file system is read-only: the repository's .git too (the loop also checks it), and its
+        .autoresearch (the ledger, with the hidden holdout scores) is not there at all, nor are the
+        `hidden` paths (the evaluation splits). The home folder is an empty one but for `keep` (the
+        agent's own login state, writable) and, read-only, what the program needs from there (its
+        interpreter, the PATH's folders). `writable`: more folders it writes (its TMPDIR, its prompt).
+        Its own PID namespace: it sees none of the tool's processes, and none of its own outlives it."""
         if not self.enforced:
             return list(argv)
-        cwd, home = Path(cwd).resolve(), Path(home).expanduser().resolve()
+        cwd = Path(cwd).resolve()
         out = [self.binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        if home != Path("/") and home.is_dir() and not _under(cwd, home):
+        emptied = []
+        home = Path(os.path.expanduser("~")).resolve()
+        if home != Path("/") and home.is_dir():
             out += ["--tmpfs", str(home)]
-            needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, argv[0]) if p}
-            out += _binds({p.expanduser().resolve() for p in needed}, [home])
+            emptied.append(home)
+        program = Path(shutil.which(argv[0]) or argv[0]).resolve()
+        path = [Path(d) for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+        needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
+        repo = _repository(cwd)
+        packages = [d for d in program.parents if d.name == "node_modules"]     # an npm CLI's own packages
+        needed |= {packages[-1] if packages else program.parent, repo / ".git",
+                   *(d.parent if d.name == "bin" else d for d in path)}
+        out += _binds({p.expanduser().resolve() for p in needed} | {cwd}, emptied)
+        covered = []
+        out += _hide([repo / ".autoresearch", *(Path(h).expanduser().resolve() for h in hidden)], covered)
         for p in keep:                                    # the agent's own state, writable
             p = Path(p).expanduser()
             if p.exists():
                 out += ["--bind", str(p.resolve()), str(p.resolve())]
-        if scratch is not None:
-            out += ["--bind", str(Path(scratch).resolve()), str(Path(scratch).resolve())]
-        out += ["--bind", str(cwd), str(cwd)]
-        out += _hide([cwd / ".git", cwd / ".autoresearch"], [])
-        out += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--chdir", str(cwd), "--"]
-        return out + list(argv)
+        for p in (cwd, *(Path(w).resolve() for w in writable)):
+            out += ["--bind", str(p), str(p)]
+        out += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session"]
+        if os.geteuid() == 0:
+            out += ["--cap-drop", "ALL"]
+        return out + ["--chdir", str(cwd), "--", *argv]
 
 
 def _hide(paths, covered: list) -> list[str]:
@@ -131,10 +145,11 @@ def _hide(paths, covered: list) -> list[str]:
 
 def _binds(paths, emptied) -> list[str]:
     """--ro-bind for each existing path under an emptied folder, parents before children."""
-    out = []
+    out, done = [], []
     for p in sorted(paths, key=lambda p: len(p.parts)):
-        if (p.exists()) and any(_under(p, e) for e in emptied):
+        if p.exists() and any(_under(p, e) for e in emptied) and not any(_under(p, d) for d in done):
             out += ["--ro-bind", str(p), str(p)]
+            done.append(p)
     return out
 
 

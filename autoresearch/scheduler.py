@@ -157,7 +157,7 @@ class Scheduler:
     # ------------------------------------------------------------------ baseline
     def _baseline(self, cand: Candidate) -> None:
         """The baseline's repeats run side by side (up to the slots), each in its own worktree."""
-        study = self.study
+        study, _ = self.study, self.proposer.fingerprint(cand, self.ws.root)      # its knobs, as committed
         study.display.message(f"[baseline] {cand.wanted} run(s) on {min(cand.wanted, self.workers)} slot(s)")
         while (cand.wanted and cand.failed is None) or cand.pending:
             while cand.wanted and cand.failed is None and self.free():
@@ -222,7 +222,7 @@ class Scheduler:
             commit = cand.commit
             root = cand.path if cand.kind != "baseline" else self.trees.add(stem, commit)   # repeats side by side
         job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log",
-                  model=self.model_dir / f"{stem}.pt", trial=cand.number,
+                  model=self.model_dir / f"{stem}.pt", trial=cand.number, seeds=cand.kind == "baseline",
                   keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
         cand.running_since = time.time()
         cand.pending += 1

@@ -199,7 +199,8 @@ class Study:
                                   best=hide.get(self.best.number) if self.best else None,
                                   last_failure=last_failure, metric=h.metric, direction=h.direction,
                                   noise_sd=self.judge.sd, trial_number=number, seed=self.config.seed,
-                                  search=dict(h.search), stall_hint=self.config.stall_hint)   # h13
+                                  search=dict(h.search), stall_hint=self.config.stall_hint,
+                                  sandbox=self.sandbox, hidden=tuple(h.paths("hidden")))
 
     def check(self, root, proposal) -> str:
         """'' when the proposal left a usable change in the checkout at root; else why not (INVALID)."""

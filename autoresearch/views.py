@@ -76,7 +76,8 @@ class Source:
     def git_diff(self, a: str, b: str) -> str:
         if not (a and b):
             return ""
-        r = subprocess.run(["git", "diff", "--no-color", "--no-ext-diff", a, b, "--"], cwd=self.root,
+        from autoresearch.workspace import git_argv, git_env
+        r = subprocess.run(git_argv("diff", "--no-color", "--no-ext-diff", a, b, "--"), cwd=self.root, env=git_env(),
                            capture_output=True, text=True, errors="replace")
         if r.returncode != 0:
             return f"(diff unavailable: {r.stderr.strip() or 'git diff failed'})"

@@ -29,11 +29,15 @@ from autoresearch.runner import die_with_parent, scrub_env
 # agent or a run wrote into .git can run a program or swap what a commit holds.
 SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgSign=false",
         "-c", "tag.gpgSign=false", "-c", "core.pager=cat", "-c", "core.attributesFile=/dev/null",
-        "-c", "diff.external=", "-c", "core.askPass=", "-c", "credential.helper="]
+        "-c", "core.askPass=", "-c", "credential.helper="]
 GUARDED = ("config", "info", "hooks", "packed-refs", "objects/info/alternates", "refs/replace", "shallow")
 
 
 def git_argv(*args: str) -> list[str]:
+    """git with no hook, no fsmonitor, no signing or credential program; `git diff` without an
+    external diff or textconv program (an empty diff.external would make git try to run "")."""
+    if args and args[0] == "diff":
+        args = ("diff", *(f for f in ("--no-ext-diff", "--no-textconv") if f not in args), *args[1:])
     return ["git", *SAFE, *args]
 
 

@@ -1,8 +1,11 @@
 """The protected scorer out of process, with and without the sandbox, against the in-process
-evaluator, on one trained model: seconds and val_bpb side by side. For the lent GPU machine (h100
-profile), runs on the CPU too (cpu profile).
+evaluator, on one trained model: seconds and val_bpb side by side, each scorer run --repeats times
+interleaved with the others (the same machine load for each), and the start of a sandboxed
+process against a plain one; then the seconds these add per trial. For the lent GPU machine
+(h100 profile); runs on the CPU too (cpu profile).
 
     AUTORESEARCH_CACHE=... python benchmarks/gpu_scorer.py --profile h100 --budget 20 --eval-tokens 2097152
+    python benchmarks/gpu_scorer.py --profile cpu --budget 10 --repeats 3
 
 Needs only torch, numpy, pyarrow, tiktoken, psutil and a prepared cache (no git, optuna or rustbpe).
 """
@@ -13,6 +16,7 @@ import argparse
 import hashlib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +46,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=20)
     ap.add_argument("--eval-tokens", type=int, default=None)
     ap.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "none"])
+    ap.add_argument("--repeats", type=int, default=3, help="each scorer this many times, interleaved")
     args = ap.parse_args()
     from autoresearch import harness as harness_mod, runner
     from autoresearch.measurement import checksums, measure
@@ -54,7 +59,6 @@ def main() -> None:
     text = p.read_text()
     start = text.index(f'"{args.profile}": {{')
     head, tail = text[:start], text[start:]
-    tail = re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {args.budget}', tail, count=1)
     if args.eval_tokens:
         tail = re.sub(r'"EVAL_TOKENS": [0-9]+', f'"EVAL_TOKENS": {args.eval_tokens}', tail, count=1)
     p.write_text(head + tail)
@@ -76,21 +80,51 @@ def main() -> None:
         for log in sorted((d / ".autoresearch" / "logs").glob("*.log")):
             print(f"== {log.name}\n" + log.read_text()[-3000:])
         return
-    env = runner.scrub_env(extra={"AUTORESEARCH_PROFILE": args.profile,
+    env = runner.scrub_env(extra={"AUTORESEARCH_PROFILE": args.profile, "AUTORESEARCH_BUDGET": f"{args.budget:g}",
                                   "AUTORESEARCH_CACHE": os.environ.get("AUTORESEARCH_CACHE", "")})
-    rows = [("sandboxed workers (the tool)", total - m.result.seconds, m.value)]
-    for name, argv in (("unsandboxed workers", [sys.executable, "-I", "score.py", str(model)]),
-                       ("in-process evaluate_bpb (before)", [sys.executable, "-c", REFERENCE, str(model)])):
-        t0 = time.time()
+    from autoresearch.measurement import Walls, _score
+    walls = Walls.of(h, box)
+
+    def tool():                 # the tool's own path: score.py, its model workers in the sandbox
+        r = _score(h.score, d, h, model, d / ".autoresearch" / "logs" / "score.log", 0.0, walls)
+        return r.metric("val_bpb"), r
+
+    def plain(argv):
         r = subprocess.run(argv, cwd=d, env=env, capture_output=True, text=True)
-        s = time.time() - t0
-        value = runner.parse_summary(r.stdout).get("val_bpb")
-        rows.append((name, s, value))
         if r.returncode:
             print(r.stderr[-2000:])
-    print(f"\n{'scorer':34} {'seconds':>8} {'val_bpb':>10}")
-    for name, s, v in rows:
-        print(f"{name:34} {s:8.1f} {v if v is None else f'{v:.6f}':>10}")
+        return runner.parse_summary(r.stdout).get("val_bpb"), r
+
+    scorers = [(f"workers, sandbox {box.kind} (the tool)", tool),
+               ("workers, no sandbox", lambda: plain([sys.executable, "-I", "score.py", str(model)])),
+               ("in-process evaluate_bpb (before)", lambda: plain([sys.executable, "-c", REFERENCE, str(model)]))]
+    starts = [("start: python -c pass", [sys.executable, "-c", "pass"]),
+              (f"start: python -c pass, sandbox {box.kind}",
+               walls.wrap([sys.executable, "-c", "pass"], d, d / ".autoresearch" / "models"))]
+    times = {name: [] for name, _ in scorers + starts}
+    values = {}
+    for _ in range(args.repeats):          # interleaved: each repeat sees the same machine load
+        for name, fn in scorers:
+            t0 = time.time()
+            values[name], _ = fn()
+            times[name].append(time.time() - t0)
+        for name, argv in starts:
+            for _ in range(5):
+                t0 = time.time()
+                subprocess.run(argv, cwd=d, env=env, capture_output=True)
+                times[name].append(time.time() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n{'scorer (median of ' + str(args.repeats) + ')':40} {'seconds':>8} {'val_bpb':>10}")
+    for name, _ in scorers:
+        v = values[name]
+        print(f"{name:40} {med[name]:8.2f} {v if v is None else f'{v:.6f}':>10}")
+    for name, _ in starts:
+        print(f"{name:40} {med[name]:8.3f}")
+    start_cost = med[starts[1][0]] - med[starts[0][0]]
+    added = med[scorers[0][0]] - med[scorers[2][0]] + start_cost       # the run's own start, walled
+    print(f"\nadded per trial: scoring out of process and sandboxed {med[scorers[0][0]] - med[scorers[2][0]]:+.2f} s, "
+          f"the run's sandbox start {start_cost:+.3f} s: {added:+.2f} s per trial "
+          f"(load average {os.getloadavg()[0]:.1f})")
     print("model sha256", hashlib.sha256(model.read_bytes()).hexdigest()[:12])
 
 

@@ -17,7 +17,6 @@ Tokens/s = tokens of all steps / counted training seconds, the same way for both
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -28,17 +27,14 @@ HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "autore
 
 
 def workspace(profile, budget):
-    """A temp dir with the harness files; the profile's TIME_BUDGET rewritten when --budget is given."""
+    """A temp dir with the harness files; with --budget, an autoresearch.toml whose [harness] budget
+    (the budget's one source, read by prepare.py) says so."""
     d = tempfile.mkdtemp(prefix="ar-bench-")
     for name in ("prepare.py", "train.py"):
         shutil.copy(os.path.join(HARNESS, name), d)
     if budget is not None:
-        path = os.path.join(d, "prepare.py")
-        src = open(path).read()
-        start = src.index(f'"{profile}": {{')
-        head, tail = src[:start], src[start:]
-        tail = re.sub(r'"TIME_BUDGET": [0-9.]+', f'"TIME_BUDGET": {budget}', tail, count=1)
-        open(path, "w").write(head + tail)
+        with open(os.path.join(d, "autoresearch.toml"), "w") as f:
+            f.write(f"[harness]\nbudget = {budget}\n")
     return d
 
 

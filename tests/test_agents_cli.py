@@ -28,6 +28,8 @@ import pytest
 
 from autoresearch.agents import Context, get_agent
 from autoresearch.errors import AgentError, AgentUnavailable
+from autoresearch.sandbox import detect
+from tests.fakes import SANDBOXED
 from tests.model_server import (DROP, HTTPError, ModelServer, Reply, patch, system_text, text, tool, tool_names,
                                 tool_results, usage, working_dir)
 
@@ -57,9 +59,9 @@ def repo(tmp_path):
     return root
 
 
-def context(root: Path, n: int = 1) -> Context:
+def context(root: Path, n: int = 1, sandbox=None) -> Context:
     return Context(root=root, program="Lower val_bpb.", files={"train.py": (root / "train.py").read_text()},
-                   editable=("train.py",), trial_number=n)
+                   editable=("train.py",), trial_number=n, sandbox=sandbox)
 
 
 @pytest.fixture
@@ -201,6 +203,22 @@ def test_real_codex_turn_failed_is_an_agent_error(repo, home):
             get_agent("codex", binary=binary, base_url=s.url + "/v1", model="gpt-5.5", retries=0).propose(
                 context(repo))
     assert (repo / "train.py").read_text() == TRAIN
+
+
+# ---------------------------------------------------------------------------- inside the agents' sandbox
+@pytest.mark.skipif(not SANDBOXED, reason="bubblewrap cannot make namespaces here (apt-get install bubblewrap)")
+@pytest.mark.parametrize("name", ["claude", "codex"])
+def test_real_clis_edit_inside_the_sandbox(repo, home, name):
+    """Each CLI, walled in as a study runs it (sandbox.wrap_agent), reaches the model server on
+    loopback and edits train.py; the repository's .git is read-only to it."""
+    binary = need(CLAUDE if name == "claude" else CODEX)
+    brain = claude_editor() if name == "claude" else codex_editor()
+    with ModelServer(brain) as s:
+        agent = get_agent(name, binary=binary, base_url=s.url + ("" if name == "claude" else "/v1"),
+                          model="claude-sonnet-4-5" if name == "claude" else "gpt-5.5", retries=0)
+        p = agent.propose(context(repo, sandbox=detect("bwrap")))
+    assert "LR = 0.02  # learning rate" in (repo / "train.py").read_text(), p.invalid
+    assert p.description == "LR x2.0" and not p.invalid
 
 
 # ---------------------------------------------------------------------------- a real smoke study

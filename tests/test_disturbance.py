@@ -42,8 +42,8 @@ def test_runs_get_thread_counts_of_the_cores_they_may_use(tmp_path):
     assert runner.thread_env({"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"   # the user's value wins
 
 
-def _m(cpu, seconds, value=1.0):
-    r = runner.RunResult(0, False, seconds, "", cpu_seconds=cpu)
+def _m(cpu, seconds, value=1.0, wait=0.0):
+    r = runner.RunResult(0, False, seconds, "", cpu_seconds=cpu, wait_seconds=wait)
     return Measurement(TrialState.KEEP if value is not None else TrialState.CRASH, value, r)
 
 
@@ -67,6 +67,36 @@ def test_rule_reference_and_reruns():
     for cpu in (18.0, 5.0):                                # a disturbed baseline: no reference from 1 run
         odd.learn(_m(cpu, 10))
     assert odd.reference() is None
+
+
+def test_a_run_that_waited_for_cores_is_disturbed_though_its_threads_spun():
+    # spinning threads keep the CPU share up (18 CPU s in 10 s as quiet) but wait for a core meanwhile
+    check = LoadCheck(below=0.8, reruns=1)
+    for wait in (0.9, 1.1, 20.0):                          # the 20 s baseline run was itself disturbed
+        check.learn(_m(18.0, 10, wait=wait))
+    assert check.wait_reference() == pytest.approx(1.0 / 18.0)
+    assert check.disturbed(_m(18.0, 10, wait=2.0)) == ""   # 0.11 s per CPU s: within 2 x 0.056 + 0.5
+    why = check.disturbed(_m(18.0, 10, wait=30.0))         # 1.67 s waited per CPU s
+    assert "waited 1.67 s for a core per CPU s" in why
+    assert "below 0.8" in check.disturbed(_m(0.3, 10, wait=3.0))   # too little CPU for the wait: starved
+    restored = LoadCheck(0.8)
+    from autoresearch.trial import Trial
+    restored.restore([Trial(number=0, state=TrialState.KEEP, description="baseline", kind="baseline",
+                            extra=check.record())])
+    assert restored.wait_reference() == pytest.approx(check.wait_reference(), rel=1e-3)
+
+
+def test_the_meter_reads_each_threads_wait_for_a_core(tmp_path):
+    # /proc/<pid>/task/<tid>/schedstat: CPU ns, wait ns, slices (a tree laid out as the kernel does)
+    from autoresearch.disturbance import waited
+    for tid, line in (("7", "5000000000 1500000000 10\n"), ("8", "100 500000000 3\n"), ("9", "garbage\n")):
+        (tmp_path / "7" / "task" / tid).mkdir(parents=True)
+        (tmp_path / "7" / "task" / tid / "schedstat").write_text(line)
+    assert waited(7, str(tmp_path)) == pytest.approx(2.0)
+    assert waited(8, str(tmp_path)) == 0.0                 # gone: nothing
+    busy = runner.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 1: pass"],
+                      tmp_path, timeout=600, log_path=tmp_path / "log")
+    assert busy.cpu_seconds >= 0.9 and busy.wait_seconds >= 0.0 and busy.wait_ratio == busy.wait_seconds / busy.cpu_seconds
 
 
 def test_a_starved_run_is_re_run_not_judged(tmp_path):

@@ -132,6 +132,21 @@ def test_profiles_are_literals_and_name_train_constants():
     assert all(constants[k] == v for k, v in profiles["cpu"]["train"].items())
 
 
+def test_the_budget_has_one_source(prep, monkeypatch, tmp_path):
+    # the toml's [harness] budget (passed by the tool as AUTORESEARCH_BUDGET) wins over the profile's table
+    table = prep.PROFILES["smoke"]["TIME_BUDGET"]
+    monkeypatch.delenv("AUTORESEARCH_BUDGET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert prep.get_profile("smoke").time_budget == table                 # no toml: the table
+    (tmp_path / "autoresearch.toml").write_text(f"[harness]\nbudget = {table + 4}\n")
+    assert prep.get_profile("smoke").time_budget == table + 4
+    monkeypatch.setenv("AUTORESEARCH_BUDGET", str(table + 1))
+    assert prep.get_profile("smoke").time_budget == table + 1
+    from autoresearch.measurement import harness_env
+    h = Harness(root=tmp_path, editable=("train.py",), budget=7.5)
+    assert harness_env(h)["AUTORESEARCH_BUDGET"] == "7.5"
+
+
 def test_prepare_is_idempotent(ws, env):
     tok = os.path.join(env["AUTORESEARCH_CACHE"], "tokenizer", f"embedded-{LIMIT}-v512", "tokenizer.json")
     mtime = os.path.getmtime(tok)

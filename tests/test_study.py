@@ -64,6 +64,7 @@ def test_baseline_measures_the_noise(ws):
     assert len(set(base.values)) == 3
     assert base.reason == f"noise sd {statistics.stdev(base.values):.6f} from 3 runs"
     assert study.judge.sd == pytest.approx(statistics.stdev(base.values))
+    assert base.extra["knobs"]["MODE"] == "noisy" and base.extra["knobs"]["X"] == 1.0   # what it measured
 
 
 def test_crash_feeds_log_to_next_proposal_and_resets(ws):
@@ -279,3 +280,22 @@ def test_limits_say_why_the_study_stops():
     assert lim.reason(recorded=0, spent=0.0, failures=0, now=100.0 + 3600) == "reached 1.0 hours"
     assert lim.reason(recorded=0, spent=2.5, failures=0, now=100.0) == "reached the cost limit ($2.50 of $2.00)"
     assert lim.reason(recorded=0, spent=0.0, failures=5, now=100.0) == "the agent failed 5 times in a row"
+
+
+def test_runs_start_from_the_baselines_compile_cache_and_leave_theirs_behind(ws):
+    # torch.compile's cache: 14-18 s cold, ~2 s warm on this CPU. Each run gets a fresh copy of the
+    # cache the baseline (the human's code) left; what a trial's run writes there dies with the run
+    probe = '''import os, pathlib
+cache = pathlib.Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+print("cache:", sorted(p.name for p in cache.glob("*")) if cache.exists() else [])
+cache.mkdir(parents=True, exist_ok=True)
+(cache / ("entry-" + os.environ["AUTORESEARCH_TRIAL"])).write_text("compiled")
+'''
+    (ws / "train.py").write_text(probe + (ws / "train.py").read_text())
+    git(ws, "commit", "-qam", "a harness that compiles")
+    study, _ = run(ws, [knob("X", 2.0), knob("X", 2.5)], baseline_runs=1)
+    logs = {t.number: (ws / t.log).read_text() for t in study.trials}
+    assert "cache: []" in logs[0]
+    assert "cache: ['entry-0']" in logs[1] and "cache: ['entry-0']" in logs[2]    # not trial 1's entry
+    seed = ws / ".autoresearch" / "compile-cache" / "inductor"
+    assert sorted(p.name for p in seed.iterdir()) == ["entry-0"]

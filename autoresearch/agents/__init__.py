@@ -47,6 +47,8 @@ class Context:
     search: dict = field(default_factory=dict)   # [search] ranges (builtin agent)
     stall_hint: int = 0                 # after this many trials without a keep, the prompt says to change direction
     notes: tuple = ()                   # more lines for the prompt (e.g. the hybrid agent's optimiser state)
+    sandbox: object = None              # the Sandbox an agent's program runs in (agents/process.py run)
+    hidden: tuple = ()                  # paths it must not see (the harness' evaluation splits)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,8 @@ class ClaudeAgent(Agent):
             if attempt:
                 restore(context)
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            done = run(argv, context.root, self.timeout, env=env, stdin=text)
+            done = run(argv, context.root, self.timeout, env=env, stdin=text, sandbox=context.sandbox,
+                       keep=("~/.claude", "~/.claude.json"), hidden=context.hidden)
             if done.timed_out:
                 error = f"claude ran past {self.timeout:.0f}s and was killed"
                 continue

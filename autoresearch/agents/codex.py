@@ -8,7 +8,9 @@ Command line (run in the workspace, stdin closed, through agents/process.py):
                [-c model_provider=autoresearch -c 'model_providers.autoresearch={...}']
                [extra_args...] PROMPT
 
-`workspace-write` lets it edit files in the workspace only, without network. No plugin sync
+`workspace-write` lets it edit files in the workspace only, without network. Inside the tool's
+agent sandbox (sandbox.wrap_agent), where codex's own bubblewrap cannot nest, it runs with
+`danger-full-access` and the tool's walls confine it (checkout writable, the rest read-only). No plugin sync
 and no analytics: the model's requests are its only traffic. `base_url` becomes a custom
 model provider (`base_url`, `wire_api = "responses"`, `env_key`): codex ignores
 `OPENAI_BASE_URL`. The JSONL events on stdout are read as codex means them:
@@ -111,8 +113,11 @@ class CodexAgent(Agent):
         self.max_chars = min(int(max_chars), 120_000)   # one argv string: Linux caps it at 128 kB
         self.backoff = float(backoff)
 
-    def argv(self, last_message: str, prompt: str) -> list[str]:
-        argv = [self.binary, "exec", "--json", "--sandbox", "workspace-write", "--color", "never",
+    def argv(self, last_message: str, prompt: str, walled: bool = False) -> list[str]:
+        """walled: it runs inside the tool's agent sandbox, where codex's own (bubblewrap, which
+        needs capabilities the walls take away) cannot nest: ours confines its writes instead."""
+        mode = "danger-full-access" if walled else "workspace-write"
+        argv = [self.binary, "exec", "--json", "--sandbox", mode, "--color", "never",
                 "--disable", "plugins", "-c", "analytics.enabled=false", "--output-last-message", last_message]
         if self.model:
             argv += ["-m", self.model]
@@ -152,13 +157,15 @@ class CodexAgent(Agent):
         error = ""
         with tempfile.TemporaryDirectory(prefix="autoresearch-codex-") as tmp:
             last = Path(tmp) / "last_message.txt"
-            argv = self.argv(str(last), text)
+            argv = self.argv(str(last), text, walled=bool(context.sandbox and context.sandbox.enforced))
             for attempt in range(self.retries + 1):
                 if attempt:
                     restore(context)
                     last.unlink(missing_ok=True)
                     time.sleep(self.backoff * 2 ** (attempt - 1))
-                done = run(argv, context.root, self.timeout, env=env)
+                done = run(argv, context.root, self.timeout, env=env, sandbox=context.sandbox,
+                           keep=(os.environ.get("CODEX_HOME") or "~/.codex",), hidden=context.hidden,
+                           writable=(tmp,))
                 if done.timed_out:
                     error = f"codex ran past {self.timeout:.0f}s and was killed"
                     continue

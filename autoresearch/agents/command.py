@@ -70,7 +70,8 @@ class CommandAgent(Agent):
                                  AUTORESEARCH_MODEL=self.model, AUTORESEARCH_BASE_URL=self.base_url),
                             base=scrub_env())
             argv = self._argv(str(prompt_file))
-            done = run(argv, context.root, self.timeout, env=env)
+            done = run(argv, context.root, self.timeout, env=env, sandbox=context.sandbox,
+                       hidden=context.hidden, writable=(tmp,))
         if done.timed_out:
             raise AgentError(f"command agent: {argv[0]} ran past {self.timeout:.0f}s and was killed")
         if done.returncode != 0:

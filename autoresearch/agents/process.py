@@ -22,9 +22,11 @@ editable files back before a retry).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,28 +94,41 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def run(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: str | None = None) -> Completed:
-    """Run argv in its own process group; past `timeout` seconds, or on any exception, kill the group."""
+def run(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: str | None = None,
+        sandbox=None, keep=(), hidden=(), writable=()) -> Completed:
+    """Run argv in its own process group; past `timeout` seconds, or on any exception, kill the group.
+    sandbox: a Sandbox (autoresearch/sandbox.py) to run it in (`wrap_agent`: keep, hidden, writable),
+    with a TMPDIR of its own; None or an unenforced one: as it is."""
     start = time.monotonic()
-    proc = spawn(argv, cwd, env if env is not None else agent_env(), stdin=stdin is not None)
-    timed_out = False
+    env = dict(env if env is not None else agent_env())
+    tmp = None
+    if sandbox is not None and sandbox.enforced:
+        tmp = tempfile.mkdtemp(prefix="autoresearch-agent-tmp-")
+        env.update(TMPDIR=tmp, TMP=tmp, TEMP=tmp)
+        argv = sandbox.wrap_agent(argv, cwd, keep=keep, hidden=hidden, writable=(tmp, *writable))
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, err = proc.communicate()
-        timed_out = True
-    except BaseException:
-        kill_group(proc)
-        raise
-    finally:
-        if proc.poll() is None:
-            kill_group(proc)
-    if not timed_out:       # a program that exits may leave children in its group
+        proc = spawn(argv, cwd, env, stdin=stdin is not None)
+        timed_out = False
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, err = proc.communicate()
+            timed_out = True
+        except BaseException:
+            kill_group(proc)
+            raise
+        finally:
+            if proc.poll() is None:
+                kill_group(proc)
+        if not timed_out:       # a program that exits may leave children in its group
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return Completed(-9 if timed_out else proc.returncode, out or "", err or "", timed_out,
                      time.monotonic() - start)
 

@@ -38,7 +38,8 @@ def _ray():
 
 
 def _tracked_files(root: Path) -> dict[str, bytes]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    from autoresearch.workspace import git_argv, git_env
+    out = subprocess.run(git_argv("ls-files", "-z"), cwd=root, capture_output=True, check=True, env=git_env()).stdout
     files = {}
     for name in out.decode().split("\0"):
         if name and (root / name).is_file():

@@ -310,7 +310,7 @@ hidden = ["{{cache}}/eval"]                # the evaluation splits: training run
 readable = ["{{cache}}"]                   # the data cache, read-only for runs
 metric = "val_bpb"
 direction = "minimize"
-budget = {budget}                        # seconds of training (the profile's TIME_BUDGET)
+budget = {budget}                        # seconds of training; prepare.py reads it (the profile's TIME_BUDGET is its default)
 {overrun}
 {preload}
 

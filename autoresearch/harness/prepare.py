@@ -88,7 +88,7 @@ class PrepareError(Exception):
 # Resolution: profile, data source, cache paths (lazy; nothing at import)
 # ---------------------------------------------------------------------------
 
-def _toml_setting(key):
+def _toml_setting(key, section=None):
     if not os.path.exists("autoresearch.toml"):
         return None
     try:
@@ -96,7 +96,8 @@ def _toml_setting(key):
     except ImportError:  # Python 3.10
         import tomli as tomllib
     with open("autoresearch.toml", "rb") as f:
-        value = tomllib.load(f).get(key)
+        table = tomllib.load(f)
+    value = (table.get(section) or {}).get(key) if section else table.get(key)
     return None if value is None else str(value)
 
 
@@ -116,7 +117,10 @@ def get_profile(name=None):
     if name not in PROFILES:
         raise PrepareError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
     p = PROFILES[name]
-    return Profile(name, p["MAX_SEQ_LEN"], p["VOCAB_SIZE"], p["TIME_BUDGET"], p["EVAL_TOKENS"],
+    # the time budget has one source, autoresearch.toml's [harness] budget (the tool passes it as
+    # AUTORESEARCH_BUDGET); the profile's TIME_BUDGET where there is none
+    budget = float(os.environ.get("AUTORESEARCH_BUDGET") or _toml_setting("budget", "harness") or p["TIME_BUDGET"])
+    return Profile(name, p["MAX_SEQ_LEN"], p["VOCAB_SIZE"], budget, p["EVAL_TOKENS"],
                    p["EVAL_BATCH_SIZE"], dict(p["train"]))
 
 
