@@ -49,9 +49,11 @@ def moves(original: str, n: int, seed: int) -> list[dict]:
     order = sorted(dists)
     random.Random(seed).shuffle(order)
     out = []
-    for i in range(n):
+    for i in range(4 * n):          # a move clamped to where it started is no move: the agent draws again
         point = _local_move(current, dists, random.Random(f"{seed}/{i}"), order, i)
-        out.append({k: v for k, v in point.items() if v != current[k]})
+        change = {k: v for k, v in point.items() if v != current[k]}
+        if change and change not in out and len(out) < n:
+            out.append(change)
     return out
 
 
