@@ -129,6 +129,10 @@ def test_a_clearly_worse_candidate_is_pruned_and_a_better_one_kept(tmp_path, exe
     assert better.state == TrialState.KEEP and better.value == 1.0 and len(better.extra["curves"][0]) == 9
     assert "[pruned] X -> 6.0" in (ws / "results.tsv").read_text()
     assert all(len(row.split("\t")) == 5 for row in (ws / "results.tsv").read_text().splitlines())
+    from autoresearch import report, views           # a discard without a value: the pages and the report cope
+    page = views.build(trials, "val_bpb", "minimize", "t")
+    assert [t["state"] for t in page["trials"]] == ["keep", "discard", "keep"]
+    assert "discard           -  X -> 6.0" in report.summary(trials, "val_bpb", "minimize", "t")
 
 
 def test_pruning_is_a_setting_and_a_flag():
