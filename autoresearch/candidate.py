@@ -19,7 +19,7 @@ from autoresearch.trial import TrialState
 @dataclass
 class Candidate:
     number: int                       # the trial's number, given when proposed
-    base: str                         # the best commit it was proposed (or last re-based) on
+    base: str                         # the commit it was proposed (or last re-based) on: the best's, or a node's
     kind: str = "trial"               # "trial" or "baseline"
     path: Path | None = None          # its worktree
     commit: str = ""
@@ -38,6 +38,7 @@ class Candidate:
     best_runs: list = field(default_factory=list)    # ... their Measurements
     best_number: int | None = None                   # ... that best's trial number
     rebased: bool = False
+    improves: int | None = None       # tree search: the non-best trial whose code it changes (tree.py)
     stale: list = field(default_factory=list)        # {"base", "commit", "values"} per re-base
     worker: str = ""
     node: str = ""
@@ -73,6 +74,11 @@ class Candidate:
 
     def ran(self) -> bool:
         return bool(self.commit) and bool(self.runs) and self.unrun is None
+
+    def notes(self) -> dict:
+        """What its record adds: which node it improved (tree search), runs re-run as disturbed."""
+        out = {"improves": self.improves} if self.improves is not None else {}
+        return {**out, **(getattr(self, "disturbed", None) or {})}
 
     def seconds(self) -> tuple[float, float]:
         """(wall seconds, reported training seconds) of every run it caused."""

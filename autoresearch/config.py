@@ -44,6 +44,8 @@ class Config:
     prune_sigma: float = 3.0          # ... by more than this many noise sds at that fraction of the budget
     prune_floor: float = 0.01         # ... the noise being at least this fraction of the best's loss there
     prune_after: float = 0.2          # ... judged from this fraction of the budget on
+    search: str = "greedy"            # greedy: every proposal improves the best | tree: one of the top tree_k (tree.py)
+    tree_k: int = 3                   # tree search: the number of top trials a proposal may improve
 
     @classmethod
     def load(cls, table: dict | None = None, environ: dict | None = None, **flags) -> "Config":
@@ -80,6 +82,10 @@ class Config:
             raise ConfigError("stall must be at least 1 (trials without a keep); leave it out for no limit")
         if self.prune_sigma <= 0 or self.prune_floor < 0 or not 0 <= self.prune_after <= 1:
             raise ConfigError("prune_sigma must be above 0, prune_floor not negative, prune_after within 0..1")
+        if self.search not in ("greedy", "tree"):
+            raise ConfigError(f"search = {self.search!r}: use greedy or tree")
+        if self.tree_k < 1:
+            raise ConfigError(f"tree_k = {self.tree_k}: give at least 1 (how many top trials a proposal may improve)")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
 

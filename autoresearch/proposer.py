@@ -1,21 +1,22 @@
 """Proposer: the thread that asks the agent for changes while runs go, for the scheduler.
 
-One agent call at a time, each on the best at that moment, in the candidate's own detached
-worktree; the change is checked (Study.check) and committed there, its code hash and knobs
-captured. A proposal is made when it is wanted: fewer outstanding than slots (+1 when
-pipelining: the next one is ready when a run ends, and proposals start during the baseline),
-within max_trials. Ready candidates wait
-in order; `next_ready()` hands the first one to the loop when a slot is free.
+One agent call at a time, each on the best at that moment (with tree search, on a node that
+tree.py picks among the top k), in the candidate's own detached worktree; the change is checked
+(Study.check) and committed there, its code hash and knobs captured. A proposal is made when it
+is wanted: fewer outstanding than slots (+1 when pipelining: the next one is ready when a run
+ends, and proposals start during the baseline), within max_trials. Ready candidates wait in
+order; `next_ready()` hands the first one to the loop when a slot is free.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from pathlib import Path
 
-from autoresearch import knobs
+from autoresearch import knobs, tree
 from autoresearch.candidate import Candidate
 from autoresearch.errors import AgentError
 from autoresearch.trial import TrialState
@@ -151,11 +152,15 @@ class Proposer:
         s, study = self.s, self.s.study
         with s.trees.lock:
             number = study.new_number()
-            base = study.best.commit if study.best is not None else self._head
+            node = tree.node_for(study, number)     # the best, or with tree search one of the top k
+            base = node.commit if node is not None else self._head
             cand = Candidate(number=number, base=base)
+            cand.improves = node.number if node is not None and node is not study.best else None
             cand.path = s.trees.add(f"{s.ws.tag}-{number}", base)
         self.proposing = (number, time.time())
         ctx = study.context(number, cand.path)
+        if cand.improves is not None:           # the agent is told which node its files are
+            ctx = dataclasses.replace(ctx, node=node)
         t0 = time.monotonic()
         guard = s.ws.guard()
         try:

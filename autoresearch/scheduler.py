@@ -1,6 +1,6 @@
 """Scheduler: the one loop of a study, N slots over an Executor (N = 1 by default).
 
-    propose (a thread, one agent call at a time, on the best, in its own worktree) -> check ->
+    propose (a thread, one agent call at a time, on the best or a tree node, in its own worktree) -> check ->
     commit -> run on a free slot -> judge (close call: run it again, and the best beside it)
     -> Study.tell (ledger row, fsync) -> keep: the branch moves to it
 
@@ -29,7 +29,7 @@ import collections
 import threading
 import time
 
-from autoresearch import runner, running
+from autoresearch import runner, running, tree
 from autoresearch.candidate import Candidate
 from autoresearch.errors import AgentError, AutoresearchError
 from autoresearch.executors.base import Executor, Job, Setup
@@ -189,7 +189,7 @@ class Scheduler:
             cand = self.proposer.next_ready(full=not self.free() or bool(self.queue))
             if cand is None:
                 return
-            if cand.unrun is None and cand.base != self.study.best.commit:
+            if cand.unrun is None and cand.base != self.study.best.commit and cand.improves is None:
                 self._rebase(cand)
             if cand.unrun is None:
                 self._twin(cand)
@@ -289,7 +289,7 @@ class Scheduler:
         if cand.failed is not None:
             self._record(cand, cand.failed.state, cand.failed.reason)
             return
-        base = study.kept_at(cand.base)
+        base, against = tree.judged_against(study, cand)     # a tree node's child: the best
         if len(cand.values) >= 2 or cand.best_values:
             study.fit_noise(cand.values)          # every repeat sharpens the noise estimate
         decision = study.decide(cand.values, base)
@@ -311,7 +311,7 @@ class Scheduler:
                 cand.best_number = base.number
                 self._again(cand, "best")
             return
-        reason = decision.explain() if not stale else f"vs its base trial {base.number}: {decision.explain()}"
+        reason = decision.explain() if not stale else f"vs {against} trial {base.number}: {decision.explain()}"
         state = TrialState.KEEP if decision.verdict == KEEP else TrialState.DISCARD
         self._record(cand, state, reason, margin=decision.margin)
 

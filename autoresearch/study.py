@@ -335,7 +335,7 @@ class Study:
             extra.update(worker=cand.worker, node=cand.node, base=cand.base, rebased=cand.rebased)
         if cand.stale:
             extra["stale"] = cand.stale
-        extra.update(getattr(cand, "disturbed", None) or {}, **pruning.record(cand))   # h13: disturbed; curves
+        extra.update(cand.notes(), **pruning.record(cand))   # tree search's node, disturbed re-runs; curves
         if cand.kind == "baseline":
             extra.update(self.load.record())                         # h13: the quiet reference, for a resume
         logged = last or (cand.runs[-1] if cand.runs else None)

@@ -32,7 +32,7 @@ class Trial:
     state: TrialState
     description: str
     commit: str = ""                 # commit the run measured ("" when nothing was run)
-    parent: str = ""                 # the best commit it was proposed on
+    parent: str = ""                 # the commit it was proposed on: the best's (a tree node's, tree.py)
     value: float | None = None       # metric of record (mean of repeats), None when none
     values: tuple[float, ...] = ()   # every measurement of this code (repeats, confirm runs)
     metrics: dict = field(default_factory=dict)   # the summary block of the last run

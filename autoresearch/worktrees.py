@@ -64,11 +64,14 @@ class Worktrees:
         return r.returncode == 1
 
     def rebase(self, path: Path, commit: str, onto: str) -> tuple[str, str]:
-        """Cherry-pick commit onto `onto` in the worktree at path: (new commit, "") or ("", why not)."""
+        """Cherry-pick commit onto `onto` in the worktree at path: (new commit, "") or ("", why not).
+        A commit whose parent is not in `onto`'s history (a tree node's child: its node was never
+        kept) brings all it holds since the common ancestor, squashed into one commit."""
         wt = self.tree(path)
         if self._ident is None:
             self._ident = _identity_args(self.ws.root)
         with self.lock:
+            commit = self._squashed(wt, commit, onto)
             wt.git("reset", "-q", "--hard", onto)      # a detached worktree: HEAD moves, no branch
             r = subprocess.run(git_argv(*self._ident, "cherry-pick", commit), cwd=path, capture_output=True, text=True,
                                env=git_env())
@@ -83,3 +86,12 @@ class Worktrees:
         if "empty" in text:
             return "", "empty"
         return "", f"failed: {text.splitlines()[-1] if text else r.returncode}"
+
+    def _squashed(self, wt: Workspace, commit: str, onto: str) -> str:
+        """commit itself when its parent is an ancestor of onto; else one commit of its tree on the
+        common ancestor (the node's change and the child's together), with the child's message."""
+        ancestor = wt.git("merge-base", commit, onto, check=False)
+        if not ancestor or wt.git("rev-parse", f"{commit}^") == ancestor:
+            return commit
+        message = wt.git("log", "-1", "--format=%B", commit)
+        return wt.git(*self._ident, "commit-tree", f"{commit}^{{tree}}", "-p", ancestor, "-m", message)

@@ -71,7 +71,7 @@ def main() -> None:
     model = d / ".autoresearch" / "models" / "m.pt"
     t0 = time.time()
     m = measure(d, h, checksums(d, h.readonly), d / ".autoresearch" / "logs" / "m.log", model, sandbox=box,
-                keep_model=True)
+                keep_model=True, timeout=900)       # a cold compile on a loaded CPU can take minutes
     total = time.time() - t0
     print(f"run + sandboxed score: state {m.state.value}, val_bpb {m.value}, run {m.result.seconds:.1f} s "
           f"(training {m.result.metric('training_seconds')}), score {total - m.result.seconds:.1f} s", flush=True)

@@ -261,13 +261,13 @@ def test_rescore_matches_training(trained, ws, env):
 
 @pytest.fixture
 def compact(env):
-    """The scorer's compact answers (what CUDA uses: log-normalisers and target logits, checked at
-    random positions against whole logits asked for afterwards), forced on the CPU."""
+    """The scorer's compact answers (the default: log-normalisers and target logits, checked at
+    random positions against whole logits asked for afterwards), asked for by name."""
     return dict(env, AUTORESEARCH_SCORE_TRANSFER="compact")
 
 
-def test_compact_answers_give_the_same_score(trained, ws, compact):
-    p = score([".autoresearch/model.pt"], ws, compact)
+def test_whole_logits_give_the_same_score(trained, ws, env):
+    p = score([".autoresearch/model.pt"], ws, dict(env, AUTORESEARCH_SCORE_TRANSFER="full"))
     assert p.returncode == 0, p.stderr
     assert summary(p.stdout)["val_bpb"] == pytest.approx(summary(trained)["val_bpb"], rel=1e-5)
 

@@ -31,7 +31,7 @@ BUILTIN = {
 @dataclass(frozen=True)
 class Context:
     """What an agent sees for one proposal; it edits files under `root`."""
-    root: Path                          # the working tree to edit (the best commit, clean)
+    root: Path                          # the working tree to edit (the best commit, or `node`'s; clean)
     program: str                        # program.md: the human's instructions
     files: dict                         # editable file name -> its current text
     editable: tuple = ()
@@ -47,6 +47,7 @@ class Context:
     search: dict = field(default_factory=dict)   # [search] ranges (builtin agent)
     stall_hint: int = 0                 # after this many trials without a keep, the prompt says to change direction
     notes: tuple = ()                   # more lines for the prompt (e.g. the hybrid agent's optimiser state)
+    node: Trial | None = None           # tree search: the trial whose code `root` holds when it is not the best
     sandbox: object = None              # the Sandbox an agent's program runs in (agents/process.py run)
     hidden: tuple = ()                  # paths it must not see (the harness' evaluation splits)
 

@@ -8,6 +8,8 @@ moved furthest from the best's values, so every trial is one readable change
 (`MATRIX_LR 0.04 -> 0.05`). Until the history holds `n_startup_trials` results, it takes
 local steps from the best instead (one constant x/÷ 1.5-2), as random draws over a whole
 range are mostly far-off values. Literals are rewritten in place: comments and layout stay.
+`-o sampler=random` draws uniformly from the ranges from the first trial on, the same one or two
+constants applied: random search, the baseline an optimiser must beat (benchmarks/search.py).
 
 Ranges: `[search]` in autoresearch.toml, NAME = [low, high, scale] with scale one of
 "log", "linear", "int", "int_log". `check_harness()` refuses, before the baseline, a name that
@@ -93,10 +95,14 @@ def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str]
 class BuiltinAgent(Agent):
     name = "builtin"
 
-    def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5):
+    def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5,
+                 sampler: str = "tpe"):
         self.file = file                      # which editable file holds the constants (default: first .py)
         self.max_changes = max(1, max_changes)
         self.n_startup_trials = n_startup_trials
+        if sampler not in ("tpe", "random"):
+            raise ConfigError(f"sampler = {sampler!r}: use tpe (default) or random")
+        self.sampler = sampler                # random: uniform draws from the start, no model (a baseline)
 
     def check(self) -> None:
         import optuna  # noqa: F401  (a clear ImportError if the install is broken)
@@ -148,8 +154,9 @@ class BuiltinAgent(Agent):
         current = {k: found[k].value for k in space}
         dists = {k: _distribution(k, space[k], current[k]) for k in space}
         direction = context.direction
-        sampler = optuna.samplers.TPESampler(seed=context.seed * 100003 + context.trial_number,
-                                             n_startup_trials=self.n_startup_trials, multivariate=True)
+        seed = context.seed * 100003 + context.trial_number
+        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.sampler == "random" else
+                   optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True))
         study = optuna.create_study(direction=direction, sampler=sampler)
         seen = set()
         for t in context.history:
@@ -167,7 +174,7 @@ class BuiltinAgent(Agent):
                 continue
             study.add_trial(trial)
         rng = random.Random(f"{context.seed}/{context.trial_number}")   # a str seed is hashed: neighbours differ
-        local = len(study.trials) < self.n_startup_trials    # too little history for TPE: hill-climb
+        local = len(study.trials) < self.n_startup_trials and self.sampler == "tpe"   # too little history: hill-climb
         order = sorted(dists)
         random.Random(context.seed).shuffle(order)
         for attempt in range(20):

@@ -2,7 +2,8 @@
 
 `build(context)` is the ONE function that turns a Context into text: the rules, program.md,
 the editable files (or, for the knobs and moves answers, the menu of constants or moves
-instead), a compact results table (last ~30 trials), the best trial, near misses (discarded
+instead), a compact results table (last ~30 trials), the best trial, the trial the files hold when
+it is not the best (tree search: `context.node`), near misses (discarded
 trials closest to the best), the measured noise and the log tail of the last crash.
 Everything is bounded: `max_chars` caps the whole text; the results table shrinks first
 (to 10 rows), then the log tail, then program.md, then the table goes, then the files, so a
@@ -124,9 +125,16 @@ def _history(context, rows: int, near: int, below: str = "the files below") -> s
         out += [_row(t) for t in shown]
     elif hist:
         out.append(f"## Results so far: {len(hist)} trials (table left out for space)")
+    node = getattr(context, "node", None)
     if context.best is not None:
-        out += ["", f"## Best so far ({below}): trial {context.best.number}, "
+        out += ["", f"## Best so far ({below if node is None else 'not ' + below}): trial {context.best.number}, "
                     f"{context.metric} = {_fmt(context.best.value)}: {_one_line(context.best.description)}"]
+    if node is not None:        # tree search: the files are another top trial's code
+        out += ["", f"## You improve trial {node.number} ({below}), not the best: {context.metric} = "
+                    f"{_fmt(node.value)}: {_one_line(node.description)}",
+                "It is one of the top trials, worth building on. Your change is kept only if the result beats the best; "
+                "it is then moved onto the best's code together with trial "
+                f"{node.number}'s change."]
     misses = _near_misses(context, near)
     if misses:
         out += ["", "## Near misses (discarded, closest to the best)"] + [_row(t) for t in misses]

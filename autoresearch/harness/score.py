@@ -137,10 +137,10 @@ def score(prepare, model_path, split="val"):
     global DEVICE
     import torch
     DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    # full logits through a file where they are small (the cpu profiles: exact, every value seen here);
-    # where they are GBs a batch (CUDA), the compact answer checked at random positions (see summary())
-    mode = os.environ.get("AUTORESEARCH_SCORE_TRANSFER", "auto")
-    compact = mode == "compact" or (mode == "auto" and DEVICE == "cuda")
+    # the compact answer, checked at random positions (see _compact): whole logits are GBs a batch on
+    # CUDA, and cost 20 s more per trial on a 2-core CPU (benchmarks/gpu_scorer.py); `full` sends every
+    # logit through a file and computes each log-softmax here (exact, every value seen)
+    compact = os.environ.get("AUTORESEARCH_SCORE_TRANSFER", "compact") != "full"
     profile = prepare.get_profile()
     if not os.path.exists(model_path):
         print(f"score: no saved model at {model_path}", file=sys.stderr)
