@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--hours", type=float, help="stop after H hours")
     sp.add_argument("--max-cost", type=float, help="stop when the agent has cost this many US dollars in total")
     sp.add_argument("--stall", type=int, help="stop after N trials in a row without a keep")
+    sp.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
+                    help="stop a run whose curve falls behind the best's beyond the noise (default: [study] prune)")
     sp.add_argument("--search", choices=["greedy", "tree"], help="greedy (default): every proposal improves the best; "
                                                                   "tree: one of the top tree_k trials ([study] tree_k, 3)")
     sp.add_argument("--baseline-runs", type=int, help="baseline repeats to measure noise (default 3)")
@@ -125,7 +127,7 @@ def _cmd_run(args) -> int:
     config = Config.load(harness.section("study"), agent=args.agent, max_trials=args.max_trials, hours=args.hours,
                          max_cost=args.max_cost, baseline_runs=args.baseline_runs, seed=args.seed,
                          workers=args.workers, executor=args.executor, ray_address=args.ray_address,
-                         stall=args.stall, search=args.search)
+                         stall=args.stall, search=args.search, prune=args.prune)
     options = _options(args.agent_option)
     if args.model:
         options["model"] = args.model

@@ -40,6 +40,10 @@ class Config:
     disturbed_reruns: int = 2         # ... and measured again at most this many times, then judged with a note
     stall: int | None = None          # stop after this many trials in a row without a keep
     stall_hint: int = 5               # after this many trials without a keep, the agent is told to change direction
+    prune: bool = False               # stop a trial's run whose curve falls behind the best's (autoresearch/pruning.py)
+    prune_sigma: float = 3.0          # ... by more than this many noise sds at that fraction of the budget
+    prune_floor: float = 0.01         # ... the noise being at least this fraction of the best's loss there
+    prune_after: float = 0.2          # ... judged from this fraction of the budget on
     search: str = "greedy"            # greedy: every proposal improves the best | tree: one of the top tree_k (tree.py)
     tree_k: int = 3                   # tree search: the number of top trials a proposal may improve
 
@@ -76,6 +80,8 @@ class Config:
             raise ConfigError("disturbed_below and disturbed_reruns must not be negative")
         if self.stall is not None and self.stall < 1:
             raise ConfigError("stall must be at least 1 (trials without a keep); leave it out for no limit")
+        if self.prune_sigma <= 0 or self.prune_floor < 0 or not 0 <= self.prune_after <= 1:
+            raise ConfigError("prune_sigma must be above 0, prune_floor not negative, prune_after within 0..1")
         if self.search not in ("greedy", "tree"):
             raise ConfigError(f"search = {self.search!r}: use greedy or tree")
         if self.tree_k < 1:

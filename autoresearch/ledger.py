@@ -48,8 +48,8 @@ def tsv_row(trial: Trial, metric: str = "val_bpb") -> str:
     mem_mb = trial.metrics.get("peak_vram_mb", 0.0) if ran else 0.0
     mem = (mem_mb if isinstance(mem_mb, (int, float)) else 0.0) / 1024
     desc = trial.description
-    if trial.state not in (TrialState.KEEP, TrialState.DISCARD, TrialState.CRASH):
-        desc = f"[{trial.state.value}] {desc}"
+    if trial.state not in (TrialState.KEEP, TrialState.DISCARD, TrialState.CRASH) or "pruned" in trial.extra:
+        desc = f"[{'pruned' if 'pruned' in trial.extra else trial.state.value}] {desc}"
     return _fields((trial.commit or "0000000")[:7], f"{value:.6f}", f"{mem:.1f}", trial.state.tsv_status, clean(desc))
 
 

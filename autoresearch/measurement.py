@@ -33,6 +33,7 @@ class Measurement:
     holdout: float | None = None  # the hidden holdout score, when asked for (never shown to an agent)
     pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
     disturbed: str = ""          # judged although other load took its CPU (autoresearch/disturbance.py)
+    curve: tuple = ()            # (fraction, loss, seconds) per progress line of the run (autoresearch/pruning.py)
 
     @property
     def cpu_seconds(self) -> float:

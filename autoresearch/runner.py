@@ -35,6 +35,7 @@ _KEEP = re.compile(r"^(PATH|HOME|USER|LOGNAME|LANG|LC_.*|TZ|TMPDIR|TEMP|TMP|SHEL
 _LOSS = re.compile(r"loss:\s*([-+0-9.eE]+|nan|inf)")
 _REMAINING = re.compile(r"remaining:\s*([0-9.]+)")
 _STEP = re.compile(r"step\s+(\d+)")
+_FRACTION = re.compile(r"^progress:\s*([0-9.]+)")     # a curve point (autoresearch/pruning.py)
 
 
 def scrub_env(environ: dict | None = None, extra: dict | None = None) -> dict:
@@ -128,6 +129,8 @@ class Progress:
     step: int | None = None
     loss: float | None = None
     remaining: float | None = None
+    fraction: float | None = None   # of the time budget, on a `progress: F loss: L` line only
+    stop: str = ""                  # why on_progress asked to stop the run (killed = "pruned")
 
 
 class _Drain(threading.Thread):
@@ -156,8 +159,11 @@ class _Drain(threading.Thread):
             self.tail.append(chunk)
             while sum(map(len, self.tail)) - len(self.tail[0]) > self.tail_bytes:
                 self.tail.popleft()
-            # progress from the last complete line of this chunk only: cheap on a flood
-            text = (partial + chunk)[-4096:]
+            # every curve point (progress: lines), then the last complete line of this chunk: cheap on a flood
+            whole = partial + chunk
+            for line in re.findall(rb"(?m)^progress:[^\r\n]*(?=[\r\n])", whole) if b"progress:" in whole else ():
+                self._parse(line.decode(errors="replace"))
+            text = whole[-4096:]
             partial = text.rsplit(b"\n", 1)[-1] if b"\n" in text else text[-1024:]
             lines = re.split(rb"[\r\n]", text)
             for line in reversed(lines[:-1] or lines):
@@ -178,8 +184,10 @@ class _Drain(threading.Thread):
         m = _STEP.search(line)
         if m:
             self.progress.step = int(m.group(1))
-        if self.on_progress:
-            self.on_progress(self.progress)
+        m = _FRACTION.search(line)
+        self.progress.fraction = float(m.group(1)) if m else None
+        if self.on_progress:        # it may answer why the run must stop (pruning.Watch)
+            self.progress.stop = self.on_progress(self.progress) or self.progress.stop
 
     def tail_text(self) -> str:
         return b"".join(self.tail)[-self.tail_bytes:].decode(errors="replace")
@@ -313,8 +321,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                 if now - last_cpu >= 0.2:
                     last_cpu = now
                     meter.sample()
-                if now - start > timeout:
-                    killed = "timeout"
+                if now - start > timeout or progress.stop:
+                    killed = "pruned" if progress.stop else "timeout"
                     break
                 if now - last_mem >= 0.5:
                     last_mem = now
@@ -345,7 +353,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         if killed:
             what = {"timeout": f"killed after {timeout:.0f} s (budget + allowance)",
                     "memory": f"killed: memory {peak:.0f} MB above the limit of {memory_limit_mb or 0:.0f} MB",
-                    "writes": f"killed: wrote more than {max_write_bytes / 2**20:.0f} MB"}[killed]
+                    "writes": f"killed: wrote more than {max_write_bytes / 2**20:.0f} MB", "pruned": progress.stop}[killed]
             log.write(f"\n[autoresearch: {what}]\n".encode())
     tail = drain.tail_text()
     if killed:

@@ -223,7 +223,7 @@ class Scheduler:
             root = cand.path if cand.kind != "baseline" else self.trees.add(stem, commit)   # repeats side by side
         job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log",
                   model=self.model_dir / f"{stem}.pt", trial=cand.number, seeds=cand.kind == "baseline",
-                  keep_model=self.executor.local_models and not best, **self.study.run_limits())
+                  keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
         cand.running_since = time.time()
         cand.pending += 1
         self.inflight[self.executor.submit(job)] = (cand, kind, job)

@@ -22,7 +22,7 @@ import statistics
 import time
 
 from autoresearch import agents as agents_mod
-from autoresearch import noise, preparation, running, sandbox
+from autoresearch import noise, preparation, pruning, running, sandbox
 from autoresearch.config import Config
 from autoresearch.display import Quiet
 from autoresearch.disturbance import LoadCheck
@@ -243,10 +243,11 @@ class Study:
         self.ledger.write_meta(self._meta)
         self._ledger_seen = self._ledger_state()
 
-    def run_limits(self) -> dict:
-        """What every run is held to: the pinned data digests and the hard wall-clock limit."""
-        from autoresearch.measurement import hard_limit
-        return dict(pins=self.pins, timeout=hard_limit(self.harness, self.overhead))
+    def run_limits(self, cand=None, kind: str = "run") -> dict:
+        """What a run is held to: the pinned data digests, the hard wall-clock limit, the curve it must keep up with."""
+        from autoresearch import measurement
+        return dict(pins=self.pins, timeout=measurement.hard_limit(self.harness, self.overhead),
+                    prune=pruning.for_run(self, cand, kind))
 
     def twin(self, code_hash: str) -> tuple[TrialState, str, float | None] | None:
         """(state, reason, value) when this code ran before: the same code is never run twice."""
@@ -334,7 +335,7 @@ class Study:
             extra.update(worker=cand.worker, node=cand.node, base=cand.base, rebased=cand.rebased)
         if cand.stale:
             extra["stale"] = cand.stale
-        extra.update(cand.notes())          # the node it improved (tree search), runs re-run as disturbed
+        extra.update(cand.notes(), **pruning.record(cand))   # tree search's node, disturbed re-runs; curves
         if cand.kind == "baseline":
             extra.update(self.load.record())                         # h13: the quiet reference, for a resume
         logged = last or (cand.runs[-1] if cand.runs else None)

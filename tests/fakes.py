@@ -39,7 +39,12 @@ SLEEP = 0.0  # seconds
 # apart
 
 
-MODE = "ok"  # ok | crash | hang | nan | flood | ledger | readonly | secrets | noisy | loud | killself | killparent
+MODE = "ok"  # ok | crash | hang | nan | flood | ledger | readonly | secrets | noisy | loud | killself | killparent | stall
+
+# apart
+
+
+CURVE = False  # print progress lines (fraction of the budget, a loss that ends near the value); MODE "stall" then hangs
 time.sleep(SLEEP)
 if MODE == "crash": raise RuntimeError("boom: crashed on purpose")
 if MODE == "hang": time.sleep(3600)
@@ -55,6 +60,8 @@ if MODE == "loud": value += 0.3 * (os.path.basename(os.path.dirname(os.environ["
 if os.environ.get("AUTORESEARCH_MODEL_OUT"): open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))
 print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"))
 print("step 00001 (50.0%) | loss: 1.000000 | remaining: 0s", flush=True)
+if CURVE: [print(f"progress: {f / 10:.2f} loss: {value + 1 - f / 10:.6f}", flush=True) for f in range(1, 10)]
+if MODE == "stall": time.sleep(3600)
 print("---"); print(f"val_bpb: {value:.6f}"); print("training_seconds: 0.1"); print("peak_vram_mb: 10.0")
 '''
 

@@ -241,6 +241,9 @@ def test_train_prints_summary_and_saves_model(trained, ws):
     assert s["training_seconds"] >= 3.0
     assert re.search(r"^step \d{5} .*loss: [0-9.]+ .*remaining: \d+s$", trained, re.M)
     assert (ws / ".autoresearch" / "model.pt").exists()
+    # the curve for the tool's pruning: one progress line per tenth of the budget, before the summary block
+    points = re.findall(r"^progress: (0\.\d0) loss: ([0-9.]+)$", trained.split("\n---\n")[0], re.M)
+    assert [f for f, _ in points] == [f"0.{i}0" for i in range(1, 10)]
 
 
 def score(args, cwd, env):

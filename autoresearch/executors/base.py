@@ -44,6 +44,7 @@ class Job:
     keep_model: bool = False         # leave the saved model at `model` (the loop scores a kept one's holdout)
     timeout: float | None = None     # the hard wall-clock limit (None: the harness' budget + allowance)
     pins: dict = field(default_factory=dict)     # `*_sha256` values the score must repeat (the data it read)
+    prune: object = None             # a pruning.Reference: stopped when its curve falls behind it (None: never)
     seeds: bool = False              # a run of the human's code (the baseline): its compile cache seeds the rest
 
 
@@ -56,11 +57,15 @@ class Outcome:
 
 
 def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on_start=None) -> Measurement:
-    """Measure one job where it runs (a worker process, a thread, a Ray task): the one call of measure()."""
-    return measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
-                   setup.rescore, on_progress, job.trial, on_start=on_start, keep_model=job.keep_model,
-                   holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
-                   compile_cache=Path(setup.harness.root) / ".autoresearch" / "compile-cache", seeds=job.seeds)
+    """Measure one job where it runs (a worker process, a thread, a Ray task): the one call of measure().
+    The run's progress lines make its curve, and stop it where job.prune says so (autoresearch/pruning.py)."""
+    from autoresearch.pruning import Watch
+    watch = Watch(job.prune, on_progress)
+    return watch.settle(measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
+                                setup.rescore, watch, job.trial, on_start=on_start, keep_model=job.keep_model,
+                                holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
+                                compile_cache=Path(setup.harness.root) / ".autoresearch" / "compile-cache",
+                                seeds=job.seeds))
 
 
 def crashed(reason: str, log: Path | str = "", worker: str = "", node: str = "") -> Outcome:

@@ -327,7 +327,7 @@ def main():
         return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
     loss_fn = torch.compile(train_loss) if COMPILE else train_loss
 
-    step, training_time, smooth_loss = 0, 0.0, 0.0
+    step, training_time, smooth_loss, tenth = 0, 0.0, 0.0, 1
     while True:
         t0 = time.time()
         for _ in range(grad_accum):
@@ -361,6 +361,9 @@ def main():
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss: {debiased:.6f} | lrm: {lr_multiplier(progress):.2f} | "
               f"dt: {dt * 1000:.0f}ms | tok/sec: {tok_per_sec:,.0f} | mfu: {mfu:.1f}% | "
               f"remaining: {max(0.0, budget - training_time):.0f}s", flush=True)
+        while tenth < 10 and training_time >= tenth * budget / 10:  # the curve, for the tool's pruning
+            print(f"progress: {tenth / 10:.2f} loss: {debiased:.6f}", flush=True)
+            tenth += 1
         step += 1
         if step > STARTUP_STEPS and training_time >= budget:
             break

@@ -1,0 +1,173 @@
+"""Pruning: a run whose training curve falls behind the best's by more than the noise allows is stopped.
+
+The harness prints cheap progress lines while it trains, one per tenth of its time budget:
+
+    progress: 0.40 loss: 3.210100        (fraction of the budget, smoothed train loss)
+
+Every run's curve (fraction -> loss, and the wall seconds it took to get there) is kept with its
+trial (`extra["curves"]`, one list per run). A study with `prune = true` hands each trial's first
+run a Reference (picklable: it travels with the Job to a worker process or a Ray node): the best's
+curve (the mean of its runs) and, for the noise at each fraction, the spread of the baseline
+repeats' curves there. Where the run executes, a Watch reads its progress lines, keeps its curve,
+and asks the rule at each one; the rule's answer stops the run through the runner (its process
+group is killed, `killed = "pruned"`), and the run becomes a DISCARD whose reason starts
+"pruned at 40%: ...". Baseline runs, re-runs of the best and re-runs of a candidate (close calls,
+re-based ones) are never pruned.
+
+The rule, at fraction f >= `after` (0.2): prune when
+
+    loss(f) > best(f) + sigma x noise(f) x sqrt(1 + 1/n_best)
+    noise(f) = max(sd of the baseline repeats' losses at f, floor x best(f))
+
+(one run against the mean of the best's n_best runs; `floor`, 1% of the loss, stands in where the
+repeats agree too well, e.g. seeded runs, or where there is one). The rule is an Optuna pruner
+(`band_pruner()`, an `optuna.pruners.BasePruner` like Optuna's ThresholdPruner, with a threshold per
+step from the reference): the Watch reports each point to an in-memory Optuna trial
+(step = percent of the budget) and asks `trial.should_prune()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+from autoresearch.trial import TrialState
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a running trial is compared with, at each fraction of the budget."""
+    best: tuple                  # ((fraction, mean loss of the best's runs), ...)
+    baseline: tuple              # ((fraction, (loss of each baseline run, ...)), ...)
+    best_runs: int = 1
+    sigma: float = 3.0
+    floor: float = 0.01          # relative: the noise is at least this fraction of the best's loss
+    after: float = 0.2           # no verdict before this fraction of the budget
+
+    def limit(self, fraction: float) -> tuple[float, float, float] | None:
+        """(best's loss, noise, the loss above which a run is pruned) at this fraction, or None."""
+        best = dict(self.best).get(fraction)
+        if best is None or fraction < self.after:
+            return None
+        losses = dict(self.baseline).get(fraction, ())
+        spread = statistics.stdev(losses) if len(losses) >= 2 else 0.0
+        noise = max(spread, self.floor * abs(best))
+        return best, noise, best + self.sigma * noise * math.sqrt(1 + 1 / max(1, self.best_runs))
+
+    def check(self, fraction: float, loss: float) -> str:
+        """'' (go on), or why a run at `loss` at this fraction is pruned."""
+        lim = self.limit(fraction)
+        if lim is None or not loss > lim[2]:       # (a NaN loss is the run's own crash, not a verdict)
+            return ""
+        best, noise, limit = lim
+        return (f"pruned at {fraction:.0%}: train loss {loss:.4f} > {limit:.4f} (the best's {best:.4f} + "
+                f"{self.sigma:g} x noise {noise:.4f} at {fraction:.0%}, from {len(dict(self.baseline).get(fraction, ()))} "
+                f"baseline run(s))")
+
+
+_BAND: type | None = None
+
+
+def band_pruner(reference: Reference):
+    """A BandPruner (an optuna.pruners.BasePruner) over a Reference: a trial's intermediate value at step s
+    (percent of the budget) is pruned above the reference's limit there; its `reason` says why. (The class
+    is made on first use: importing optuna costs about 0.2 s that a study without pruning need not pay.)"""
+    global _BAND
+    if _BAND is None:
+        import optuna
+
+        class BandPruner(optuna.pruners.BasePruner):
+            def __init__(self, reference: Reference):
+                self.reference, self.reason = reference, ""
+
+            def prune(self, study, trial) -> bool:
+                step = trial.last_step
+                if step is None:
+                    return False
+                self.reason = self.reference.check(step / 100, trial.intermediate_values[step])
+                return bool(self.reason)
+        _BAND = BandPruner
+    return _BAND(reference)
+
+
+class Watch:
+    """Reads one run's progress (the runner's on_progress hook), keeps its curve, and answers the
+    reason to stop it ('' to go on). `then`: another progress hook (the live line)."""
+
+    def __init__(self, reference: Reference | None = None, then=None):
+        self.reference, self.then = reference, then
+        self.curve: dict[float, tuple[float, float]] = {}     # fraction -> (loss, wall seconds since start)
+        self.reason = ""
+        self.start = time.monotonic()
+        self._trial = self._pruner = None
+
+    def __call__(self, progress) -> str:
+        if self.then is not None:
+            self.then(progress)
+        f, loss = getattr(progress, "fraction", None), progress.loss
+        if f is None or loss is None or f in self.curve:
+            return self.reason
+        self.curve[f] = (loss, round(time.monotonic() - self.start, 2))
+        if self.reference is not None and not self.reason and math.isfinite(loss):
+            self.reason = self._ask(f, loss)
+        return self.reason
+
+    def _ask(self, fraction: float, loss: float) -> str:
+        if self._trial is None:
+            import optuna
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self._pruner = band_pruner(self.reference)
+            self._trial = optuna.create_study(direction="minimize", pruner=self._pruner).ask()
+        self._trial.report(loss, round(fraction * 100))
+        return self._pruner.reason if self._trial.should_prune() else ""
+
+    def settle(self, m):
+        """The Measurement with this run's curve; a run the runner stopped for us is a DISCARD with the reason."""
+        curve = tuple((f, loss, s) for f, (loss, s) in sorted(self.curve.items()))
+        if self.reason and m.state == TrialState.CRASH and m.result.killed == "pruned":
+            return dataclasses.replace(m, state=TrialState.DISCARD, reason=self.reason, curve=curve)
+        return dataclasses.replace(m, curve=curve)
+
+
+# ---------------------------------------------------------------------- the study's side
+def record(cand) -> dict:
+    """For the trial's extra: the curves of its runs of the current code (or of its failed run), and the
+    prune's numbers when it was pruned."""
+    runs = cand.runs[-len(cand.values):] if cand.values else cand.runs[-1:]
+    curves = [[list(p) for p in m.curve] for m in runs if getattr(m, "curve", ())]
+    out = {"curves": curves} if curves else {}
+    if cand.failed is not None and cand.failed.reason.startswith("pruned at "):
+        out["pruned"] = cand.failed.reason
+    return out
+
+
+def curves_of(trial) -> list[dict]:
+    """fraction -> loss, one dict per recorded run of the trial."""
+    return [{float(p[0]): float(p[1]) for p in c} for c in ((trial.extra or {}).get("curves") or []) if c]
+
+
+def reference(trials, best, config) -> Reference | None:
+    """The reference for a trial's run: the best's curves against the baseline repeats' (None: no curves)."""
+    base = next((t for t in trials if t.kind == "baseline"), None)
+    if base is None or best is None:
+        return None
+    runs = curves_of(base)
+    best_runs = curves_of(best) if best.number != base.number else runs
+    if not runs or not best_runs:
+        return None
+    shared = set.intersection(*(set(c) for c in best_runs))
+    means = tuple((f, statistics.fmean(c[f] for c in best_runs)) for f in sorted(shared))
+    spread = tuple((f, tuple(c[f] for c in runs if f in c)) for f in sorted(set().union(*runs)))
+    return Reference(means, spread, len(best_runs), config.prune_sigma, config.prune_floor, config.prune_after)
+
+
+def for_run(study, cand, kind: str) -> Reference | None:
+    """A Reference for this run of cand, or None: pruning off, a baseline run, a re-run of the best, or
+    not the candidate's first run (a close call's re-run, a re-based candidate's run again)."""
+    if (not getattr(study.config, "prune", False) or cand is None or cand.kind == "baseline" or kind == "best"
+            or cand.submitted > 1):
+        return None
+    return reference(study.trials, study.best, study.config)

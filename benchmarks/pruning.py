@@ -1,0 +1,258 @@
+"""Pruning: trials per hour with and without it, and what it costs in keep accuracy.
+
+    python benchmarks/pruning.py --profile cpu --budget 15 --moves 8 --runs 5
+
+Real runs of the default harness (eager, protected re-score as in a study), each measured once
+without pruning, its curve kept (autoresearch/pruning.py's Watch):
+  - the baseline, `--baseline` times (the file as it is: the reference curves and their spread),
+  - `--moves` candidates as the builtin agent makes its first ones (one knob of its search space
+    moved x/÷ 1.5-2, +-10-25% of its range, or +-1: its local moves), the realistic mix of a study,
+  - A/A: `--runs` seed-only changes (no better than the baseline), and
+  - true gains: `--runs` runs of a known real change (--change, default MATRIX_LR=0.08).
+Then the pruning rule (the study's defaults, or --sigma/--floor/--after) is replayed on every curve,
+each run against the baseline's reference, as a study's first candidates are: a pruned run's wall
+time is the seconds to its pruning point plus the kill's, measured on `--live` of them re-run with
+pruning on (the live runs must stop at the same fraction). Trials per hour = 3600 / mean wall
+seconds per trial over the moves. Keep rates: simulated studies as in keep_accuracy.py (a k-run
+baseline, the judge, close calls re-run with the best beside them), each trial a draw of a real
+run (its value with a small jitter: a smoothed bootstrap); with pruning a drawn run whose curve the
+rule stops is a discard; re-runs are never pruned. Both arms use the same random seeds.
+Goal: >= 1.4x trials per hour at a true-keep rate within 5 points and false keeps <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autoresearch import pruning  # noqa: E402
+from autoresearch.config import Config  # noqa: E402
+from autoresearch.judge import CONFIRM, KEEP, Judge  # noqa: E402
+
+
+def moves(original: str, n: int, seed: int) -> list[dict]:
+    """The builtin agent's first proposals: its local moves, one knob each, the knobs taking turns."""
+    from autoresearch import knobs
+    from autoresearch.agents.builtin import _distribution, _local_move
+    from autoresearch.harness import DEFAULT_SEARCH
+    found = knobs.find(original)
+    current = {k: found[k].value for k in DEFAULT_SEARCH if k in found}
+    dists = {k: _distribution(k, DEFAULT_SEARCH[k], current[k]) for k in current}
+    order = sorted(dists)
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in range(4 * n):          # a move clamped to where it started is no move: the agent draws again
+        point = _local_move(current, dists, random.Random(f"{seed}/{i}"), order, i)
+        change = {k: v for k, v in point.items() if v != current[k]}
+        if change and change not in out and len(out) < n:
+            out.append(change)
+    return out
+
+
+class Runs:
+    """Measures runs of edits of the workspace's train.py: value, wall seconds, curve."""
+
+    def __init__(self, profile: str, budget: float):
+        from autoresearch.harness import Harness
+        from autoresearch.measurement import checksums
+        from benchmarks.common import workspace
+        self.ws = workspace(profile, budget)
+        self.h = Harness.load(self.ws.root)
+        self.sums = checksums(self.ws.root, self.h.readonly)
+        self.train = self.ws.root / "train.py"
+        self.original = self.train.read_text()
+        self.n = 0
+
+    def run(self, label: str, edits: dict, reference=None) -> dict:
+        from autoresearch import knobs
+        from autoresearch.measurement import measure
+        # eager: a sandboxed run's compile cache is its own empty scratch folder (see keep_accuracy.py)
+        self.train.write_text(knobs.rewrite(self.original, {"COMPILE": False, **edits}))
+        self.n += 1
+        watch = pruning.Watch(reference)
+        start = time.monotonic()
+        m = watch.settle(measure(self.ws.root, self.h, self.sums, self.ws.root / f".autoresearch/logs/p{self.n}.log",
+                                 self.ws.root / f".autoresearch/models/p{self.n}.pt", on_progress=watch))
+        row = {"label": label, "edits": edits, "value": m.value, "state": m.state.value, "reason": m.reason,
+               "seconds": time.monotonic() - start, "run_seconds": m.result.seconds,
+               "curve": {f: (loss, s) for f, loss, s in m.curve}}
+        print(f"  {label:5} {str(edits)[:50]:50} {m.state.value:8} {m.value if m.value is not None else '-'!s:10.10} "
+              f"{row['seconds']:6.1f} s (run {m.result.seconds:5.1f} s)  {len(m.curve)} points"
+              f"{'  ' + m.reason[:50] if m.reason else ''}", flush=True)
+        return row
+
+
+def pruned_at(row: dict, ref: pruning.Reference) -> float | None:
+    """The fraction at which the rule stops this run's curve, or None."""
+    for f in sorted(row["curve"]):
+        if ref.check(f, row["curve"][f][0]):
+            return f
+    return None
+
+
+def trial_seconds(row: dict, ref: pruning.Reference | None, kill: float) -> float:
+    f = pruned_at(row, ref) if ref is not None else None
+    return row["seconds"] if f is None else row["curve"][f][1] + kill
+
+
+def simulate(base_pool, a_pool, b_pool, ref, rng, studies=300, trials=20, jitter=0.0, cfg=None):
+    """keep_accuracy.simulate with draws of real runs; with ref, a first draw the rule stops is a discard.
+    Returns (real_gain, kept) per simulated trial."""
+    cfg = cfg or Config()
+
+    def draw(pool):
+        row = rng.choice(pool)
+        return row, row["value"] + rng.gauss(0, jitter)
+    rows = []
+    for _ in range(studies):
+        judge = Judge("minimize", cfg.sigma, cfg.min_delta, cfg.confirm_band, cfg.max_repeats, cfg.prior_sd)
+        base = [draw(base_pool)[1] for _ in range(cfg.baseline_runs)]
+        groups = [base]
+        judge.fit(groups)
+        for _ in range(trials):
+            real = rng.random() < 0.5
+            pool = b_pool if real else a_pool
+            first, value = draw(pool)
+            if ref is not None and pruned_at(first, ref) is not None:
+                rows.append((real, False))
+                continue
+            values = [value]
+            while True:
+                d = judge.decide(values, base)
+                if d.verdict != CONFIRM:
+                    break
+                values.append(draw(pool)[1])
+                if cfg.rerun_best and len(base) < 2 * cfg.max_repeats:
+                    base.append(draw(base_pool)[1])
+                judge.fit([*groups, values])
+            if len(values) >= 2:
+                groups.append(values)
+            judge.fit(groups)
+            rows.append((real, d.verdict == KEEP))
+    aa = [k for r, k in rows if not r]
+    gain = [k for r, k in rows if r]
+    return sum(aa) / max(1, len(aa)), sum(gain) / max(1, len(gain))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu", help="cpu (default) or smoke")
+    ap.add_argument("--budget", type=float, default=15.0, help="seconds of training per run")
+    ap.add_argument("--baseline", type=int, default=3)
+    ap.add_argument("--moves", type=int, default=8, help="builtin-agent moves (the trials-per-hour mix)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of A/A and of the true gain each")
+    ap.add_argument("--live", type=int, default=2, help="pruned moves re-run with pruning on (the kill's cost)")
+    ap.add_argument("--change", default="MATRIX_LR=0.08", help="the true gain")
+    ap.add_argument("--sigma", type=float, default=Config.prune_sigma)
+    ap.add_argument("--floor", type=float, default=Config.prune_floor)
+    ap.add_argument("--after", type=float, default=Config.prune_after)
+    ap.add_argument("--studies", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", help="write the measured runs to this JSON file")
+    ap.add_argument("--load", help="analyse the runs in this JSON file (from --save) instead of measuring")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    print(f"pruning benchmark: profile {args.profile}, budget {args.budget:g} s, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    if args.load:
+        data = json.loads(Path(args.load).read_text())
+        for r in (r for group in data.values() for r in group):
+            r["curve"] = {float(f): tuple(c) for f, c in r["curve"].items()}
+        analyse(args, data["base"], data["moves"], data["aa"], data["gain"], data["live"], t0)
+        return
+    runs = Runs(args.profile, args.budget)
+    from autoresearch import knobs
+    name, value = args.change.split("=")
+    found = knobs.find(runs.original)
+    change = {name: type(found[name].value)(value)}
+    seed = found["SEED"].value
+
+    base = [runs.run("base", {}) for _ in range(args.baseline)]
+    ref = reference(base, args.sigma, args.floor, args.after)
+    mv = [runs.run("move", e) for e in moves(runs.original, args.moves, args.seed)]
+    aa = [runs.run("A/A", {"SEED": seed + 1 + i}) for i in range(args.runs)]
+    gain = [runs.run("gain", {"SEED": seed + 1 + i, **change}) for i in range(args.runs)]
+    # the kill's cost: pruned moves again, live, with pruning on
+    live = [dict(runs.run("live", r["edits"], reference=ref), replay=pruned_at(r, ref), unpruned=r["seconds"])
+            for r in [r for r in mv if pruned_at(r, ref) is not None][: args.live]]
+    if args.save:
+        Path(args.save).write_text(json.dumps({"base": base, "moves": mv, "aa": aa, "gain": gain, "live": live}))
+    analyse(args, base, mv, aa, gain, live, t0)
+
+
+def reference(base, sigma, floor, after) -> pruning.Reference:
+    """The baseline's Reference, as pruning.reference() makes it for a study whose best is the baseline."""
+    curves = [{f: c[0] for f, c in r["curve"].items()} for r in base]
+    shared = sorted(set.intersection(*(set(c) for c in curves)))
+    return pruning.Reference(tuple((f, statistics.fmean(c[f] for c in curves)) for f in shared),
+                             tuple((f, tuple(c[f] for c in curves)) for f in shared), len(base), sigma, floor, after)
+
+
+def analyse(args, base, mv, aa, gain, live, t0):
+    ref = reference(base, args.sigma, args.floor, args.after)
+    kills = []
+    for again in live:
+        f = again["replay"]
+        if again["reason"].startswith("pruned at "):
+            at = float(again["reason"].split("%")[0].split()[-1]) / 100
+            kills.append(again["seconds"] - again["curve"][at][1])
+        print(f"  live re-run of a pruned move (replay: pruned at {f:.0%}): {again['reason'][:40] or again['state']}, "
+              f"{again['seconds']:.1f} s against {again['unpruned']:.1f} s unpruned")
+    kill = statistics.median(kills) if kills else 1.0
+
+    print(f"\nreference: baseline x{len(base)}, sigma {args.sigma:g}, floor {args.floor:g}, after {args.after:g}; "
+          f"kill cost {kill:.2f} s ({'measured on ' + str(len(kills)) + ' live runs' if kills else 'assumed'})")
+    print(f"{'set':8} {'runs':>4} {'pruned':>7} {'mean s without':>15} {'mean s with':>12} {'trials/h without':>17} "
+          f"{'trials/h with':>14} {'speed-up':>9}")
+    speed = {}
+    for label, rows in (("moves", mv), ("A/A", aa), ("gain", gain), ("all", mv + aa + gain)):
+        if not rows:
+            continue
+        without = statistics.fmean(r["seconds"] for r in rows)
+        with_ = statistics.fmean(trial_seconds(r, ref, kill) for r in rows)
+        n = sum(pruned_at(r, ref) is not None for r in rows)
+        speed[label] = without / with_
+        print(f"{label:8} {len(rows):>4} {n:>7} {without:>15.1f} {with_:>12.1f} {3600 / without:>17.1f} "
+              f"{3600 / with_:>14.1f} {speed[label]:>8.2f}x")
+    for r in mv:
+        f = pruned_at(r, ref)
+        print(f"  move {str(r['edits'])[:50]:50} value {r['value'] if r['value'] is not None else '-'!s:10.10} "
+              f"{'pruned at ' + format(f, '.0%') if f is not None else 'runs to the end'}")
+
+    a_pool = [r for r in aa if r["value"] is not None]
+    b_pool = [r for r in gain if r["value"] is not None]
+    base_pool = [r for r in base + aa if r["value"] is not None]
+    if len(a_pool) >= 2 and len(b_pool) >= 2:
+        sd = statistics.stdev(r["value"] for r in base_pool)
+        d = statistics.fmean(r["value"] for r in a_pool) - statistics.fmean(r["value"] for r in b_pool)
+        print(f"\nkeep rates ({args.studies} simulated studies x 20 trials, half true gains; the true gain is "
+              f"{d:+.4f} = {d / sd:.1f} sd of the A/A runs (sd {sd:.4f}); jitter sd {sd / 2:.4f}; same seeds):")
+        print(f"{'':16} {'false keeps (A/A)':>18} {'true keeps':>11}")
+        for label, r in (("without pruning", None), ("with pruning", ref)):
+            fk, tk = simulate(base_pool, a_pool, b_pool, r, random.Random(args.seed), args.studies, jitter=sd / 2)
+            print(f"{label:16} {fk:>18.1%} {tk:>11.1%}")
+    print("\nsensitivity (replayed on the same runs): sigma, floor -> speed-up on the moves, false keeps, true keeps")
+    for sigma in (2.0, 3.0, 4.0):
+        for floor in (0.005, 0.01, 0.02):
+            r = reference(base, sigma, floor, args.after)
+            sp = (statistics.fmean(x["seconds"] for x in mv) / statistics.fmean(trial_seconds(x, r, kill) for x in mv)
+                  if mv else 0.0)
+            fk, tk = (simulate(base_pool, a_pool, b_pool, r, random.Random(args.seed), args.studies, jitter=sd / 2)
+                      if len(a_pool) >= 2 and len(b_pool) >= 2 else (0.0, 0.0))
+            print(f"  sigma {sigma:g} floor {floor:<6g} {sp:5.2f}x  false keeps {fk:5.1%}  true keeps {tk:5.1%}")
+    print(f"\ntrials per hour: {speed.get('moves', 0.0):.2f}x  (builtin-agent moves, profile {args.profile}, "
+          f"budget {args.budget:g} s; all sets: {speed.get('all', 0.0):.2f}x)")
+    print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
+          f"{(time.monotonic() - t0) / 60:.1f} min, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
