@@ -160,7 +160,8 @@ if os.fork() == 0:
 def test_the_agent_is_walled_in(tmp_path):
     # families 5-7 for the agent itself: it snoops for keys in the tool's /proc, reads the ledger (the
     # hidden holdout scores), writes outside its checkout, and leaves a setsid daemon that would keep
-    # editing train.py after the loop has checked and committed its change
+    # editing train.py after the loop has checked and committed its change. (Its home folder, where it
+    # exists, is an empty one of its own: what it writes there is gone with it.)
     ws = make_fake_workspace(tmp_path / "ws")
     step = f'''
 import glob, os, subprocess, sys
@@ -176,7 +177,7 @@ try:
 except OSError:
     ledger = False
 wrote = []
-for target in ({str(ws / "results.tsv")!r}, os.path.expanduser("~/agent-was-here"), {str(tmp_path / "outside")!r}):
+for target in ({str(ws / "results.tsv")!r}, {str(tmp_path / "outside")!r}):
     try:
         open(target, "a").write("forged keep row\\n")
         wrote.append(target)
