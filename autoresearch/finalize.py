@@ -169,7 +169,7 @@ class Finalizer:
         does not apply; []: the code does not run."""
         from autoresearch import sandbox
         from autoresearch import runner
-        from autoresearch.measurement import hard_limit, measure
+        from autoresearch.measurement import compile_cache, hard_limit, measure
         ws = self.ws
         meta = self.ledger.meta()
         limits = dict(sandbox=sandbox.detect(self.config.sandbox), pins=dict(meta.get("pins") or {}),
@@ -188,7 +188,7 @@ class Finalizer:
                 m = measure(tree, self.harness, sums, ws.root / ".autoresearch" / "logs" / f"{ws.tag}-{name}.{r}.log",
                             ws.root / ".autoresearch" / "models" / f"{ws.tag}-{name}.{r}.pt",
                             self.config.memory_limit_mb or runner.default_memory_limit_mb(), self.config.rescore,
-                            compile_cache=ws.root / ".autoresearch" / "compile-cache", **limits)
+                            compile_cache=compile_cache(self.harness), **limits)
                 if m.value is None:
                     self.progress(f"  run {r + 1}: {m.state.value}: {m.reason.splitlines()[0] if m.reason else ''}")
                     return []

@@ -185,6 +185,11 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
             model.unlink(missing_ok=True)     # models are large; the commit reproduces one
 
 
+def compile_cache(harness) -> Path:
+    """Where a study keeps torch.compile's caches as its baseline run left them (see measure())."""
+    return Path(harness.root) / ".autoresearch" / "compile-cache"
+
+
 def _seed(compiled: Path, cache: Path) -> None:
     """Keep a baseline run's compile cache for the runs after it (the first repeat to finish wins)."""
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{id(compiled)}.tmp")

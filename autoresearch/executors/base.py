@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.measurement import Measurement, measure
+from autoresearch.measurement import Measurement, compile_cache, measure
 from autoresearch.runner import RunResult
 from autoresearch.trial import TrialState
 
@@ -64,8 +64,7 @@ def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on
     return watch.settle(measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
                                 setup.rescore, watch, job.trial, on_start=on_start, keep_model=job.keep_model,
                                 holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
-                                compile_cache=Path(setup.harness.root) / ".autoresearch" / "compile-cache",
-                                seeds=job.seeds))
+                                compile_cache=compile_cache(setup.harness), seeds=job.seeds))
 
 
 def crashed(reason: str, log: Path | str = "", worker: str = "", node: str = "") -> Outcome:
