@@ -19,7 +19,6 @@ import atexit
 import json
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -245,7 +244,5 @@ class MLflowTracker:
         return {k: v for k, v in knobs.items() if base.get(k) != v}
 
     def _diff(self, a: str, b: str) -> str:
-        from autoresearch.workspace import git_argv, git_env
-        r = subprocess.run(git_argv("diff", "--no-color", "--no-ext-diff", a, b, "--"), cwd=self.root, env=git_env(),
-                           capture_output=True, text=True, errors="replace")
-        return r.stdout if r.returncode == 0 else f"(diff unavailable: {r.stderr.strip()})"
+        from autoresearch.workspace import diff_text
+        return diff_text(self.root, a, b)

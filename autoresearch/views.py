@@ -15,7 +15,6 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -76,12 +75,9 @@ class Source:
     def git_diff(self, a: str, b: str) -> str:
         if not (a and b):
             return ""
-        from autoresearch.workspace import git_argv, git_env
-        r = subprocess.run(git_argv("diff", "--no-color", "--no-ext-diff", a, b, "--"), cwd=self.root, env=git_env(),
-                           capture_output=True, text=True, errors="replace")
-        if r.returncode != 0:
-            return f"(diff unavailable: {r.stderr.strip() or 'git diff failed'})"
-        return r.stdout[:MAX_DIFF] + ("\n... (cut)" if len(r.stdout) > MAX_DIFF else "")
+        from autoresearch.workspace import diff_text
+        text = diff_text(self.root, a, b)
+        return text[:MAX_DIFF] + ("\n... (cut)" if len(text) > MAX_DIFF else "")
 
     # ------------------------------------------------------------------ views
     def snapshot(self, details: bool = False) -> dict:

@@ -80,6 +80,14 @@ def _git(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env=git_env(), preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
 
 
+def diff_text(root: Path, a: str, b: str) -> str:
+    """`git diff a b` for people to read (pages, tracking): the diff, or why there is none; never raises."""
+    r = _git(["git", "diff", "--no-color", a, b, "--"], cwd=root)
+    if r.returncode != 0:
+        return f"(diff unavailable: {r.stderr.strip() or 'git diff failed'})"
+    return r.stdout.encode("utf-8", "surrogateescape").decode("utf-8", "replace")     # for a page: never a lone surrogate
+
+
 def _identity_args(cwd: Path) -> list[str]:
     """Commit as the user when git knows them, else as autoresearch."""
     args = []
@@ -281,7 +289,7 @@ class Workspace:
         return bool(commit) and bool(self.git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False))
 
     def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
-        return self.git("diff", "--no-ext-diff", "--no-textconv", a, b, "--", *(paths or []))
+        return self.git("diff", a, b, "--", *(paths or []))
 
     # ------------------------------------------------------------------ what agents and runs must not touch
     def guard(self) -> dict:
