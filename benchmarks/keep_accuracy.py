@@ -114,18 +114,10 @@ def hog_pools(budget, runs, change):
     from autoresearch.config import Config
     from autoresearch.disturbance import LoadCheck
     from autoresearch.sandbox import detect
-    from benchmarks.common import workspace
-    from autoresearch.measurement import checksums, measure
-    from autoresearch.harness import Harness
+    from autoresearch.measurement import measure
 
-    ws = workspace("cpu", budget)
-    h = Harness.load(ws.root)
-    sums = checksums(ws.root, h.readonly)
+    ws, h, sums, original, name, value, current = _workspace(budget, change)
     train = ws.root / "train.py"
-    original = train.read_text()
-    name, value = change.split("=")
-    current = knobs.find(original)
-    value = type(current[name].value)(value)
     cfg = Config()
     check = LoadCheck(cfg.disturbed_below, cfg.disturbed_reruns)
 
@@ -191,20 +183,28 @@ def hog_report(rows, what, args, rng):
                     f"{label}: smoothed bootstrap over the real values (jitter sd {jitter:.4f})")
 
 
-def real_pools(budget, runs, change):
+def _workspace(budget, change):
+    """A prepared cpu-profile workspace, and the change NAME=VALUE read against its train.py:
+    (ws, harness, read-only sums, train.py's text, name, value typed as the knob is, the knobs)."""
     from autoresearch import knobs
-    from benchmarks.common import workspace
-    from autoresearch.measurement import checksums, measure
     from autoresearch.harness import Harness
+    from autoresearch.measurement import checksums
+    from benchmarks.common import workspace
 
     ws = workspace("cpu", budget)
     h = Harness.load(ws.root)
-    sums = checksums(ws.root, h.readonly)
-    train = ws.root / "train.py"
-    original = train.read_text()
+    original = (ws.root / "train.py").read_text()
     name, value = change.split("=")
     current = knobs.find(original)
-    value = type(current[name].value)(value)
+    return ws, h, checksums(ws.root, h.readonly), original, name, type(current[name].value)(value), current
+
+
+def real_pools(budget, runs, change):
+    from autoresearch import knobs
+    from autoresearch.measurement import measure
+
+    ws, h, sums, original, name, value, current = _workspace(budget, change)
+    train = ws.root / "train.py"
     pools = {"A": [], "B": []}
     for i in range(runs):
         for label, edits in (("A", {"SEED": 1000 + i}), ("B", {"SEED": 1000 + i, name: value})):
