@@ -57,9 +57,11 @@ def test_knobs_schema_names_each_constant(repo):
     items = form.schema()["properties"]["changes"]["items"]["anyOf"]
     assert sorted((i["properties"]["name"]["const"], i["properties"]["value"]["type"]) for i in items) == \
         [("DEPTH", "integer"), ("LR", "number"), ("WARMUP", "number")]
-    orders = {tuple(answers.Knobs(Context(**{**ctx(repo).__dict__, "trial_number": n})).values) for n in range(8)}
-    assert len(orders) > 1                                           # the order moves from trial to trial
-    assert "LR: 0.015 or 0.00667 (now 0.01; number from 0.001 to 0.1): learning rate" in form.menu()
+    trials = [answers.Knobs(Context(**{**ctx(repo).__dict__, "trial_number": n})) for n in range(8)]
+    assert len({tuple(f.order) for f in trials}) > 1                 # the hints' order moves from trial to trial
+    assert len({f.menu() for f in trials}) == 1                      # the menu stays (a server's prompt cache)
+    assert "LR: now 0.01; number from 0.001 to 0.1: learning rate" in form.menu()
+    assert "LR: 0.015 or 0.00667" in form.hints() and "0.015" not in form.menu()
     only = answers.Knobs(ctx(repo, search={"DEPTH": [1, 6, "int"]}))
     assert list(only.values) == ["DEPTH"] and only.ranges["DEPTH"] == (1, 6, "int")
 
@@ -136,11 +138,14 @@ def test_prompt_budget_and_what_shrinks_first(repo):
     small = prompt.build(big, max_chars=6000)
     assert len(small) <= 6500 and "idea 39" in small and "characters left out" in small   # the table outlives program.md
     form = answers.Knobs(big)
-    knobs_prompt = prompt.build(big, answer="knobs", menu=form.menu(), instructions=form.instructions(), max_chars=6000)
-    assert "import torch" not in knobs_prompt and "LR: 0.015 or 0.00667 (now 0.01" in knobs_prompt and '"changes"' in knobs_prompt
+    knobs_prompt = prompt.build(big, answer="knobs", menu=form.menu(), instructions=form.instructions(),
+                                hints=form.hints(), max_chars=6000)
+    assert "import torch" not in knobs_prompt and "LR: 0.015 or 0.00667" in knobs_prompt and '"changes"' in knobs_prompt
     assert "idea 39" in knobs_prompt and "idea 29" not in knobs_prompt and len(knobs_prompt) < 3000   # short for small models
+    # what changes from trial to trial comes last: the menu sits before the table, the hints after it
+    assert knobs_prompt.index("LR: now 0.01") < knobs_prompt.index("idea 39") < knobs_prompt.index("LR: 0.015")
     best = Context(**{**big.__dict__, "best": history[-1]})
-    assert "## Best so far (the current values below): trial 39" in prompt.build(best, answer="knobs", menu=form.menu())
+    assert "## Best so far (the current values above): trial 39" in prompt.build(best, answer="knobs", menu=form.menu())
     assert "## Best so far (the files below): trial 39" in prompt.build(best)
 
 
@@ -190,7 +195,8 @@ def test_openai_auto_asks_for_knobs_on_the_correction(repo):
     first, second = bodies(s)
     assert first["response_format"]["schema"]["required"] == ["description", "edits"]
     assert second["response_format"]["schema"]["required"] == ["changes", "reason"]
-    assert "not found" in second["messages"][2]["content"] and "(now 0.01" in second["messages"][2]["content"]
+    assert "not found" in second["messages"][2]["content"] and "LR: now 0.01" in second["messages"][2]["content"] \
+        and "LR: 0.015 or 0.00667" in second["messages"][2]["content"]
     assert p.description == "LR 0.01 -> 0.02: faster" and p.extra["form"] == "knobs"
 
 

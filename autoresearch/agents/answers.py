@@ -83,9 +83,14 @@ class Knobs:
         numeric = {n: k for n, k in found.items() if isinstance(k.value, (int, float)) and not isinstance(k.value, bool)}
         search = dict(context.search or {})
         names = [n for n in numeric if n in search] or [n for n in numeric if "SEED" not in n]
-        # a small model picks by position: the order changes from trial to trial
-        random.Random(context.seed * 1_000_003 + context.trial_number).shuffle(names)
+        # the menu's order changes when the best does and stays the same between keeps, so that a server's
+        # prompt cache holds it; the untried values (hints) are shuffled each trial, since a small model
+        # picks by position
+        best = context.best.number if context.best is not None else 0
+        random.Random(context.seed * 1_000_003 + best).shuffle(names)
         self.values = {n: numeric[n].value for n in names}
+        self.order = list(names)
+        random.Random(context.seed * 1_000_003 + context.trial_number).shuffle(self.order)
         self.ranges = {n: _range(self.values[n], search.get(n)) for n in names}
         self.comments = {n: self._comment(numeric[n]) for n in names}
         self.tried = {}
@@ -115,14 +120,20 @@ class Knobs:
                 "required": ["changes", "reason"], "additionalProperties": False}
 
     def menu(self) -> str:
-        rows = [f"## Constants of {self.file} you may change (name: untried values next to the current one "
-                f"(current value; range): what it is)"]
+        """The constants, their values and ranges: the same text from one keep to the next."""
+        rows = [f"## Constants of {self.file} you may change (name: current value; range: what it is)"]
         fmt = knobs_mod.format_value
         for n, v in self.values.items():
             lo, hi, _ = self.ranges[n]
-            near = " or ".join(fmt(c) for c in self.neighbours(n)) or "none near"
-            rows.append(f"{n}: {near} (now {fmt(v)}; {'integer' if isinstance(v, int) else 'number'} from "
-                        f"{fmt(lo)} to {fmt(hi)}): {self.comments[n]}")
+            rows.append(f"{n}: now {fmt(v)}; {'integer' if isinstance(v, int) else 'number'} from "
+                        f"{fmt(lo)} to {fmt(hi)}: {self.comments[n]}")
+        return "\n".join(rows)
+
+    def hints(self) -> str:
+        """The untried values one step from the current ones, in this trial's order."""
+        fmt = knobs_mod.format_value
+        rows = ["## Untried values next to the current ones"]
+        rows += [f"{n}: {' or '.join(fmt(c) for c in self.neighbours(n)) or 'none near'}" for n in self.order]
         return "\n".join(rows)
 
     def instructions(self) -> str:
@@ -262,6 +273,9 @@ class Moves(Knobs):
         rows += [f"- {m}   ({self.comments[next(iter(c))]})" for m, c in self.moves.items()]
         return "\n".join(rows)
 
+    def hints(self) -> str:
+        return ""
+
     def instructions(self) -> str:
         return ('Answer with ONE JSON object and nothing else: {"move": "<one move, copied exactly from the '
                 'list>", "reason": "<one line: why this should help>"}.')
@@ -291,6 +305,9 @@ class Edits:
         return EDITS_SCHEMA
 
     def menu(self) -> str:
+        return ""
+
+    def hints(self) -> str:
         return ""
 
     def instructions(self) -> str:
@@ -347,7 +364,8 @@ def loop(context, ask, first_message: str, mode: str, corrections: int = 1, max_
             wanted = FORMS[forms[i]](context) if forms[i] != form.name else form
             if wanted.name != form.name and wanted.usable():
                 form = wanted
-                message = f"Your answer could not be used: {error}\nInstead:\n{form.menu()}\n{form.instructions()}"
+                message = (f"Your answer could not be used: {error}\nInstead:\n{form.menu()}\n{form.hints()}\n"
+                           f"{form.instructions()}")
             else:
                 message = form.correction(error)
         reply = ask(message, form)

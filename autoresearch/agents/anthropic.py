@@ -93,7 +93,7 @@ class AnthropicAgent(Agent):
 
         form = answers.first_form(context, self.mode)
         max_chars = prompt_mod.budget_chars(self.context_tokens, self.tokens_for(form.name), self.max_chars)
-        first = prompt_mod.build(context, answer=form.name, max_chars=max_chars, menu=form.menu(),
+        first = prompt_mod.build(context, answer=form.name, max_chars=max_chars, menu=form.menu(), hints=form.hints(),
                                  instructions=form.instructions() if form.name != "edits" else "")
         messages = []
         state = {"tool_id": None}

@@ -8,7 +8,8 @@ trials closest to the best), the measured noise and the log tail of the last cra
 Everything is bounded: `max_chars` caps the whole text; the results table shrinks first
 (to 10 rows), then the log tail, then program.md, then the table goes, then the files, so a
 small model's context window never fills. The knobs and moves answers (meant for small,
-slow models) get a short table (10 rows) and program.md's head and tail (800 characters). `budget_chars(context_tokens, max_tokens)` turns a
+slow models) get a short table (10 rows, each change without its reason, no near misses: the menu
+already offers only untried values) and program.md's head and tail (800 characters). `budget_chars(context_tokens, max_tokens)` turns a
 server's context window into that cap, leaving room for the answer and one correction.
 
 The answer forms of API agents, and how they are parsed and applied, are in answers.py and
@@ -42,15 +43,17 @@ def _state(trial) -> str:
     return getattr(trial.state, "value", str(trial.state))
 
 
-def _row(trial) -> str:
+def _row(trial, short: bool = False) -> str:
     """One trial: its outcome, its one-line hypothesis (the description, and the agent's reason where it
-    gave one), and for a failure why it failed: the study's memory, shown to every LLM agent."""
-    text = f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(trial.description)}"
-    why = ((getattr(trial, "extra", None) or {}).get("agent") or {}).get("why")
+    gave one), and for a failure why it failed: the study's memory, shown to every LLM agent. Short (the
+    knobs and moves answers, for small, slow models): the change alone ("NAME a -> b"), without reasons."""
+    desc = trial.description.split(": ", 1)[0] if short else trial.description
+    text = f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(desc, 70 if short else 200)}"
+    why = None if short else ((getattr(trial, "extra", None) or {}).get("agent") or {}).get("why")
     if why:
         text += f" (why: {_one_line(str(why), 160)})"
     if _state(trial) in ("crash", "timeout", "invalid") and trial.reason:
-        text += f" -> {_one_line(trial.reason.splitlines()[0], 120)}"
+        text += f" -> {_one_line(trial.reason.splitlines()[0], 60 if short else 120)}"
     # a reason may quote a file name that is not UTF-8 (a lone surrogate): the prompt is written as UTF-8
     return text.encode("utf-8", "replace").decode("utf-8")
 
@@ -115,14 +118,14 @@ def _rules(context, answer: str, instructions: str = "") -> str:
     return "\n".join(lines)
 
 
-def _history(context, rows: int, near: int, below: str = "the files below") -> str:
+def _history(context, rows: int, near: int, below: str = "the files below", short: bool = False) -> str:
     out = []
     hist = list(context.history)
     if hist and rows > 0:
         shown = hist[-rows:]
         head = f"## Results so far ({len(hist)} trials" + (f", last {len(shown)} shown" if len(shown) < len(hist) else "") + ")"
         out += [head, f"{'#':>4}  {'state':<8} {context.metric:>10}  description"]
-        out += [_row(t) for t in shown]
+        out += [_row(t, short) for t in shown]
     elif hist:
         out.append(f"## Results so far: {len(hist)} trials (table left out for space)")
     node = getattr(context, "node", None)
@@ -137,7 +140,7 @@ def _history(context, rows: int, near: int, below: str = "the files below") -> s
                 f"{node.number}'s change."]
     misses = _near_misses(context, near)
     if misses:
-        out += ["", "## Near misses (discarded, closest to the best)"] + [_row(t) for t in misses]
+        out += ["", "## Near misses (discarded, closest to the best)"] + [_row(t, short) for t in misses]
     stalled = since_keep(hist)
     hint = getattr(context, "stall_hint", 0)
     if hint and stalled >= hint:
@@ -163,23 +166,29 @@ def _truncate_middle(text: str, limit: int) -> str:
 
 def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history_rows: int = HISTORY_ROWS,
           near_misses: int = NEAR_MISSES, log_chars: int = LOG_CHARS, include_files: bool = True,
-          menu: str = "", instructions: str = "") -> str:
+          menu: str = "", instructions: str = "", hints: str = "") -> str:
     """The whole prompt for one proposal, at most about max_chars characters.
 
     answer: "tools" (the agent edits files itself), "edits", or "knobs" / "moves" (the menu
-    replaces the files; `instructions` says how to answer)."""
+    replaces the files; `instructions` says how to answer). For those two the parts that change from
+    trial to trial (the results table, the `hints`) come last, after the menu, so that a server's prompt
+    cache keeps everything before them."""
     if answer not in ("edits", "tools", "knobs", "moves"):
         raise ValueError(f"answer must be 'edits', 'tools', 'knobs' or 'moves', not {answer!r}")
     rules = _rules(context, answer, instructions)
     program = (context.program or "").strip()
     files = dict(context.files) if include_files and answer in ("edits", "tools") else {}
+    short = answer in ("knobs", "moves")    # for small, slow models: every token of prompt costs time
     log = (context.last_failure or "").strip()
 
     def assemble(rows, log_limit, program_limit, file_limit):
         parts = [rules]
         if program:
             parts.append("## program.md (the human's instructions)\n" + _truncate_middle(program, program_limit))
-        hist = _history(context, rows, near_misses, "the files below" if files else "the current values below")
+        if menu and short:
+            parts.append(menu)
+        hist = _history(context, rows, 0 if short else near_misses,
+                        "the files below" if files else "the current values above", short)
         if hist:
             parts.append(hist)
         if log and log_limit > 0:
@@ -187,14 +196,16 @@ def build(context, *, answer: str = "edits", max_chars: int = MAX_CHARS, history
             parts.append(f"## Log tail of the last crash\n```\n{tail}\n```")
         for name, text in files.items():
             parts.append(f"## {name} (editable)\n```\n{_truncate_middle(text, file_limit)}\n```")
-        if menu:
+        if menu and not short:
             parts.append(menu)
+        if hints:
+            parts.append(hints)
         if context.trial_number:
             parts.append(f"This is trial {context.trial_number}.")
         return "\n\n".join(parts) + "\n"
 
     rows, log_limit, program_limit, file_limit = history_rows, log_chars, 20_000, max_chars
-    if answer in ("knobs", "moves"):    # for small, slow models: every token of prompt costs time
+    if short:
         rows, program_limit = min(rows, SHORT_ROWS), SHORT_PROGRAM
     text = assemble(rows, log_limit, program_limit, file_limit)
     # shrink the least useful parts first until it fits; the results table outlives program.md's middle
