@@ -76,8 +76,12 @@ class Candidate:
         return bool(self.commit) and bool(self.runs) and self.unrun is None
 
     def notes(self) -> dict:
-        """What its record adds: which node it improved (tree search), runs re-run as disturbed."""
+        """What its record adds: which node it improved (tree search), runs re-run as disturbed, and the
+        mean GPU utilisation of its runs where an NVIDIA GPU was measured."""
         out = {"improves": self.improves} if self.improves is not None else {}
+        gpu = [m.result.gpu_util for m in self.runs if m.result.gpu_util is not None]
+        if gpu:
+            out["gpu_util"] = round(sum(gpu) / len(gpu), 1)
         return {**out, **(getattr(self, "disturbed", None) or {})}
 
     def seconds(self) -> tuple[float, float]:

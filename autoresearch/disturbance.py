@@ -3,13 +3,17 @@
 The runner records, over a run's whole process tree, the CPU seconds it got (RunResult.cpu_seconds)
 and the seconds its threads were ready to run but waited for a core (RunResult.wait_seconds, from
 the kernel's per-thread schedstat). The baseline's repeats are the reference of the run's kind.
-Two signs, either one enough:
+On NVIDIA GPUs it also records the GPU's utilisation over the run and whether a process outside
+the run's tree held a compute context on the run's GPU (GpuMeter, through NVML). Signs, any one enough:
 - its CPU share (CPU s per wall s) below `below` (Config `disturbed_below`, default 0.8) x the
   reference median: cores were taken and its threads sleep meanwhile;
 - its wait per CPU second above WAIT_FACTOR x the reference median and WAIT_FLOOR more: other
   processes were running on its cores. This one also catches multi-threaded runs whose threads
   spin while they wait (their CPU share does not drop: measured, 0 of 3 hogged runs caught by
-  the share alone).
+  the share alone);
+- on a GPU: its mean utilisation below `below` x the reference median (the GPU idled: the run was
+  starved of CPU or I/O), or another process on its GPU during more than SHARED_FLOOR of the run
+  while the quiet runs had it alone.
 
 A disturbed run is measured again, up to `reruns` times (Config `disturbed_reruns`, default 2); if
 every try was disturbed, the last one is judged and the trial carries a note saying so. The rule
@@ -33,6 +37,7 @@ import statistics
 MIN_CPU = 0.5          # CPU seconds: below this a run's share is sampler noise, not a measurement
 WAIT_FACTOR = 2.0      # a run waiting for cores this many times as long (per CPU s) as the reference...
 WAIT_FLOOR = 0.5       # ...and this many seconds per CPU s more is disturbed
+SHARED_FLOOR = 0.25    # another process on the run's GPU for more than this fraction of its samples
 
 
 class LoadCheck:
@@ -41,6 +46,8 @@ class LoadCheck:
         self.reruns = max(0, reruns)
         self.shares: list[float] = []      # the quiet reference: CPU shares of the baseline's runs
         self.waits: list[float] = []       # ... and their seconds waited for a core per CPU second
+        self.gpus: list[float] = []        # ... their mean GPU utilisation, % (NVIDIA GPUs only)
+        self.shared: list[float] = []      # ... the fraction of their samples with another process on the GPU
         self.events: list[dict] = []       # since the last take_note(): the disturbed runs seen
 
     # ------------------------------------------------------------------ the reference
@@ -50,6 +57,9 @@ class LoadCheck:
         if m.value is not None and r.cpu_seconds >= MIN_CPU and r.seconds > 0:
             self.shares.append(r.cpu_share)
             self.waits.append(r.wait_ratio)
+            if r.gpu_util is not None:
+                self.gpus.append(r.gpu_util)
+                self.shared.append(r.gpu_shared)
 
     def reference(self) -> float | None:
         """The median share of the quiet runs, or None where the rule cannot apply."""
@@ -66,22 +76,34 @@ class LoadCheck:
             waits.pop()
         return statistics.median(waits) if len(waits) >= 2 else None
 
+    def gpu_reference(self) -> float | None:
+        """The median GPU utilisation of the quiet runs (outliers below the rule dropped), or None."""
+        gpus = sorted(self.gpus)
+        while len(gpus) >= 2 and gpus[0] < self.below * gpus[-1]:
+            gpus.pop(0)
+        return statistics.median(gpus) if len(gpus) >= 2 and gpus[0] > 0 else None
+
     def record(self) -> dict:
         """For the baseline trial's extra (restored on resume)."""
         if not self.shares:
             return {}
-        return {"cpu_shares": [round(s, 4) for s in self.shares], "wait_ratios": [round(w, 4) for w in self.waits]}
+        out = {"cpu_shares": [round(s, 4) for s in self.shares], "wait_ratios": [round(w, 4) for w in self.waits]}
+        if self.gpus:
+            out.update(gpu_utils=[round(g, 2) for g in self.gpus], gpu_shared=[round(g, 3) for g in self.shared])
+        return out
 
     def restore(self, trials) -> None:
         base = next((t for t in trials if t.kind == "baseline"), None)
-        self.shares = list((base.extra or {}).get("cpu_shares") or []) if base else []
-        self.waits = list((base.extra or {}).get("wait_ratios") or []) if base else []
+        extra = (base.extra or {}) if base else {}
+        self.shares, self.waits = list(extra.get("cpu_shares") or []), list(extra.get("wait_ratios") or [])
+        self.gpus, self.shared = list(extra.get("gpu_utils") or []), list(extra.get("gpu_shared") or [])
 
     # ------------------------------------------------------------------ the check
     def disturbed(self, m) -> str:
-        """Why m is disturbed, or "" (a failed run, a short one, no reference, or the rule off)."""
+        """Why m is disturbed, or "" (a failed run, a short one, no reference, or the rule off). A pruned run
+        is checked too: a run slowed by other load is behind at every fraction of its budget."""
         r = m.result
-        if not self.below or m.value is None or r.seconds <= 0:
+        if not self.below or (m.value is None and r.killed != "pruned") or r.seconds <= 0:
             return ""
         ref, wait_ref = self.reference(), self.wait_reference()
         if ref is not None and r.cpu_share < self.below * ref:
@@ -90,6 +112,16 @@ class LoadCheck:
         if wait_ref is not None and r.cpu_seconds >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
             return (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
                     f"({r.wait_seconds:.1f} s waited, {r.cpu_seconds:.1f} CPU s in {r.seconds:.1f} s)")
+        if r.gpu_util is None:
+            return ""
+        gpu_ref = self.gpu_reference()
+        if gpu_ref is not None and r.gpu_util < self.below * gpu_ref:
+            return (f"its GPU was busy {r.gpu_util:.0f}% of the run, below {self.below:g} x the quiet runs' "
+                    f"{gpu_ref:.0f}%")
+        quiet = len(self.shared) >= 2 and statistics.median(self.shared) <= SHARED_FLOOR / 2
+        if quiet and r.gpu_shared > SHARED_FLOOR:
+            return (f"another process used its GPU during {r.gpu_shared:.0%} of the run "
+                    f"(the quiet runs had it alone)")
         return ""
 
     def measure(self, run, say=None):
@@ -129,6 +161,7 @@ class CpuMeter:
         self.seen: dict[tuple[int, float], float] = {}    # (pid, create_time) -> cpu seconds
         self.waits: dict[tuple[int, float], float] = {}   # (pid, create_time) -> seconds waited for a core
         self.reaped = 0.0
+        self.pids: list[int] = []    # the tree at the last sample
         self.offset = self.wait_offset = 0.0   # what a spare interpreter (warm.py) spent before this run
         self.sample()
         self.offset, self.wait_offset = sum(self.seen.values()), sum(self.waits.values())
@@ -140,6 +173,7 @@ class CpuMeter:
             procs = [leader, *leader.children(recursive=True)]
         except Exception:
             return
+        self.pids = [p.pid for p in procs]
         for p in procs:
             try:
                 t, key = p.cpu_times(), (p.pid, p.create_time())
@@ -155,6 +189,71 @@ class CpuMeter:
     @property
     def wait(self) -> float:
         return max(0.0, sum(self.waits.values()) - self.wait_offset)
+
+
+class GpuMeter:
+    """The GPU a run got, on NVIDIA GPUs through NVML (the nvidia-ml-py package, `pynvml`; without it or
+    without a GPU nothing is recorded): at each sample, the utilisation of the devices the run may use
+    (CUDA_VISIBLE_DEVICES, else all; the share of the driver's last sample period in which a kernel ran)
+    and whether a process outside the run's tree held a compute context on one of them.
+
+        gpu = GpuMeter.open(env)            # None where there is no NVML or no GPU
+        gpu.sample(pids)                    # the run's process tree, at each tick
+        gpu.percent, gpu.shared             # mean utilisation %, fraction of samples shared
+    """
+
+    _nvml = None           # the initialised pynvml module, once per process (False: none here)
+
+    def __init__(self, nvml, handles):
+        self.nvml, self.handles = nvml, handles
+        self.utils: list[float] = []
+        self.others: list[bool] = []
+
+    @classmethod
+    def open(cls, env: dict | None = None, nvml=None) -> "GpuMeter | None":
+        nvml = nvml or cls._load()
+        if not nvml:
+            return None
+        try:
+            count = nvml.nvmlDeviceGetCount()
+            visible = (env or {}).get("CUDA_VISIBLE_DEVICES")
+            indices = range(count)
+            if visible is not None:
+                picked = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+                indices = [i for i in picked if i < count] if len(picked) == len(visible.split(",")) else indices
+            handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        except Exception:
+            return None
+        return cls(nvml, handles) if handles else None
+
+    @classmethod
+    def _load(cls):
+        if cls._nvml is None:
+            try:
+                import pynvml
+                pynvml.nvmlInit()
+                cls._nvml = pynvml
+            except Exception:           # no package, no driver, no GPU
+                cls._nvml = False
+        return cls._nvml
+
+    def sample(self, pids) -> None:
+        pids = set(pids)
+        try:
+            util = sum(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self.handles) / len(self.handles)
+            users = {p.pid for h in self.handles for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(h)}
+        except Exception:
+            return
+        self.utils.append(float(util))
+        self.others.append(bool(users - pids - {os.getpid()}))
+
+    @property
+    def percent(self) -> float | None:
+        return statistics.fmean(self.utils) if self.utils else None
+
+    @property
+    def shared(self) -> float:
+        return sum(self.others) / len(self.others) if self.others else 0.0
 
 
 def waited(pid: int, proc_root: str = "/proc") -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import warm
-from autoresearch.disturbance import CpuMeter, reap
+from autoresearch.disturbance import CpuMeter, GpuMeter, reap
 
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
@@ -103,6 +103,8 @@ class RunResult:
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
     cpu_seconds: float = 0.0        # user + system CPU seconds of the run's whole process tree
     wait_seconds: float = 0.0       # seconds its threads were ready to run but waited for a core
+    gpu_util: float | None = None   # mean utilisation (%) of its NVIDIA GPUs over the run; None: not measured
+    gpu_shared: float = 0.0         # fraction of the run another process held a context on its GPU
 
     @property
     def cpu_share(self) -> float:
@@ -315,12 +317,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             if on_start is not None:
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
-            meter = CpuMeter(proc.pid)
+            meter, gpu = CpuMeter(proc.pid), GpuMeter.open(env)
             while reap(proc, meter) is None:
                 now = time.monotonic()
                 if now - last_cpu >= 0.2:
                     last_cpu = now
                     meter.sample()
+                    if gpu is not None:
+                        gpu.sample(meter.pids)
                 if now - start > timeout or progress.stop:
                     killed = "pruned" if progress.stop else "timeout"
                     break
@@ -366,4 +370,5 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
                      log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),
-                     wait_seconds=round(meter.wait, 3))
+                     wait_seconds=round(meter.wait, 3), gpu_util=gpu.percent if gpu else None,
+                     gpu_shared=round(gpu.shared, 3) if gpu else 0.0)

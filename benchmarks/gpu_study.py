@@ -1,7 +1,9 @@
 """A real study on a CUDA machine: h100 profile, builtin agent, a short budget; prints the results
-table, the fraction of wall time the harness trained, and the GPU's mean utilisation.
+table, the fraction of wall time the harness trained, the GPU's mean utilisation, and the GPU
+utilisation the runner recorded for each run (NVML, autoresearch/disturbance.py).
 
     AUTORESEARCH_CACHE=... python benchmarks/gpu_study.py --budget 20 --trials 3 [--workers 1 --executor local]
+        [--hog]   # then one more trial while another process keeps the GPU busy: is it marked disturbed?
 
 Run on the lent H100 with the prepared data carried in (see the closing note of the loop issue).
 """
@@ -56,6 +58,9 @@ def main():
     ap.add_argument("--warm", action="store_true", default=None, help="preload torch in spare interpreters")
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="every command starts a fresh interpreter")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [study] setting, e.g. --set max_repeats=2 (bounds the runs of a short lease)")
+    ap.add_argument("--hog", action="store_true", help="one more trial beside a process that keeps the GPU busy")
     args = ap.parse_args()
 
     from autoresearch import report
@@ -64,7 +69,10 @@ def main():
 
     ws = workspace(args.profile, args.budget, eval_tokens=args.eval_tokens, warm=args.warm)
     from autoresearch.display import Console
-    cfg = Config.load({"baseline_runs": args.baseline_runs}, environ={}, workers=args.workers, executor=args.executor)
+    import json
+    extra = {k: json.loads(v) if v[:1] in "0123456789-tf[{" else v for k, v in (kv.split("=", 1) for kv in args.set)}
+    cfg = Config.load({"baseline_runs": args.baseline_runs, **extra}, environ={}, workers=args.workers,
+                      executor=args.executor)
     study = Study(ws, agent="builtin", config=cfg, display=Console(live=False))
     sampler = GpuSampler()
     sampler.start()
@@ -81,11 +89,24 @@ def main():
     if util:
         print(f"GPU utilisation (nvidia-smi, every 0.5 s): mean {sum(util) / len(util):.0f}%, "
               f"busy (>0%) {sum(u > 0 for u in util) / len(util):.1%} of {len(util)} samples")
+    if args.hog:     # a second process on the same GPU for the whole of one more trial
+        hog = subprocess.Popen([sys.executable, "-c", "import torch\na = torch.randn(8192, 8192, device='cuda', "
+                                "dtype=torch.bfloat16)\nwhile True:\n    a = (a @ a).clamp_(-1, 1)"])
+        cfg = Config.load({"baseline_runs": args.baseline_runs, **extra, "disturbed_reruns": 1}, environ={},
+                          workers=args.workers, executor=args.executor)
+        hogged = Study(ws, agent="builtin", config=cfg, display=Console(live=False))
+        try:
+            hogged.optimize(max_trials=1)
+        finally:
+            hog.kill()
+        trials = hogged.trials
     for t in trials:
-        m = t.metrics
+        m, x = t.metrics, t.extra or {}
         print(f"trial {t.number}: {t.state.value} val_bpb {t.value} mfu {m.get('mfu_percent')} "
               f"tok {m.get('total_tokens_M')}M steps {m.get('num_steps')} peak_vram_mb {m.get('peak_vram_mb')} "
-              f"run {t.seconds:.0f}s train {t.training_seconds:.0f}s")
+              f"run {t.seconds:.0f}s train {t.training_seconds:.0f}s gpu_util {x.get('gpu_util')} "
+              f"baseline gpu_utils {x.get('gpu_utils')} shared {x.get('gpu_shared')} "
+              f"disturbed_runs {x.get('disturbed_runs')} {x.get('disturbed') or ''}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report.write(ws, study.harness, trials)

@@ -4,6 +4,7 @@ Every assertion is on states and CPU seconds the run itself spends or does not s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -121,3 +122,87 @@ def test_a_starved_run_is_re_run_not_judged(tmp_path):
     again = Study(ws, agent=ScriptedAgent([]), config=cfg)
     again.reconcile()
     assert again.load.reference() == pytest.approx(study.load.reference(), rel=1e-3)
+
+
+class FakeNvml:
+    """NVML as pynvml (nvidia-ml-py) exposes it, over two GPUs whose utilisation and users a test sets:
+    no NVIDIA GPU can exist on this machine, so the driver's answers are scripted."""
+
+    def __init__(self, utils=(0, 0)):
+        self.utils = list(utils)
+        self.users: list[set] = [set() for _ in utils]
+
+    def nvmlDeviceGetCount(self):
+        return len(self.utils)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return type("Util", (), {"gpu": self.utils[h], "memory": 0})()
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [type("Proc", (), {"pid": pid, "usedGpuMemory": 0})() for pid in self.users[h]]
+
+
+def _g(util, shared=0.0, cpu=18.0):
+    r = runner.RunResult(0, False, 10.0, "", cpu_seconds=cpu, gpu_util=util, gpu_shared=shared)
+    return Measurement(TrialState.KEEP, 1.0, r)
+
+
+def test_the_gpu_meter_reads_the_run_s_gpus_and_who_else_used_them():
+    from autoresearch.disturbance import GpuMeter
+    nvml = FakeNvml(utils=(10, 90))
+    gpu = GpuMeter.open({"CUDA_VISIBLE_DEVICES": "1"}, nvml=nvml)     # the run may use GPU 1 only
+    gpu.sample([100, 101])
+    nvml.utils[1], nvml.users[1] = 50, {101, 555}                     # pid 555 is not the run's
+    gpu.sample([100, 101])
+    assert gpu.percent == pytest.approx(70.0) and gpu.shared == pytest.approx(0.5)
+    both = GpuMeter.open({}, nvml=FakeNvml(utils=(20, 60)))           # no CUDA_VISIBLE_DEVICES: all of them
+    both.sample([1])
+    assert both.percent == pytest.approx(40.0) and both.shared == 0.0
+    assert GpuMeter.open({}, nvml=FakeNvml(utils=())) is None         # NVML but no GPU: nothing measured
+
+
+def test_the_runner_records_the_gpu_a_run_got(tmp_path, monkeypatch):
+    from autoresearch.disturbance import GpuMeter
+    nvml = FakeNvml(utils=(80, 80))
+    monkeypatch.setattr(GpuMeter, "_nvml", nvml)
+    r = runner.run([sys.executable, "-c", BUSY], tmp_path, 60, tmp_path / "gpu.log")
+    assert r.ok and r.gpu_util == pytest.approx(80.0) and r.gpu_shared == 0.0
+    monkeypatch.setattr(GpuMeter, "_nvml", False)                     # no NVML here: not measured
+    assert runner.run([sys.executable, "-c", "pass"], tmp_path, 60, tmp_path / "none.log").gpu_util is None
+
+
+def test_a_run_whose_gpu_idled_or_was_shared_is_disturbed():
+    check = LoadCheck(below=0.8, reruns=1)
+    for util in (91.0, 93.0, 30.0):                       # the 30% baseline run was itself disturbed
+        check.learn(_g(util))
+    assert check.gpu_reference() == pytest.approx(92.0)
+    assert check.disturbed(_g(85.0)) == ""
+    assert "its GPU was busy 40% of the run, below 0.8 x the quiet runs' 92%" in check.disturbed(_g(40.0))
+    assert "another process used its GPU during 60% of the run" in check.disturbed(_g(90.0, shared=0.6))
+    assert check.disturbed(_g(None)) == ""                # not measured (no NVML): the CPU signs only
+    crowded = LoadCheck(0.8)                              # the baseline shared its GPU too (side-by-side slots)
+    for _ in range(2):
+        crowded.learn(_g(90.0, shared=1.0))
+    assert crowded.disturbed(_g(90.0, shared=1.0)) == ""
+    from autoresearch.trial import Trial
+    restored = LoadCheck(0.8)
+    restored.restore([Trial(number=0, state=TrialState.KEEP, description="baseline", kind="baseline",
+                            extra=check.record())])
+    assert restored.gpu_reference() == pytest.approx(92.0) and restored.shared == [0.0, 0.0, 0.0]
+
+
+def test_a_pruned_run_is_checked_for_disturbance_too():
+    # pruning compares curves at fractions of the budget: a run slowed by other load is behind everywhere
+    check = LoadCheck(below=0.8, reruns=1)
+    for cpu in (18.0, 19.0):
+        check.learn(_m(cpu, 10))
+    starved = Measurement(TrialState.DISCARD, None, runner.RunResult(None, False, 4.0, "", cpu_seconds=2.0,
+                                                                     killed="pruned"), reason="pruned at 40%: ...")
+    assert "below 0.8" in check.disturbed(starved)
+    quiet = dataclasses.replace(starved, result=dataclasses.replace(starved.result, cpu_seconds=7.5))
+    assert check.disturbed(quiet) == ""                    # pruned on its merits: judged as pruned
+    crashed = dataclasses.replace(starved, result=dataclasses.replace(starved.result, killed=""))
+    assert check.disturbed(crashed) == ""                  # a crash is judged as a crash
