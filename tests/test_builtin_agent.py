@@ -52,3 +52,21 @@ def test_history_seeds_the_search_and_no_point_repeats(tmp_path):
 def test_no_search_range_is_an_invalid_proposal(tmp_path):
     ctx = Context(root=tmp_path, program="", files={"train.py": TRAIN}, editable=("train.py",), search={})
     assert "no [search] range" in get_agent("builtin").propose(ctx).invalid
+
+
+def test_a_pruned_trial_reaches_optuna_as_pruned_with_its_curve(tmp_path, monkeypatch):
+    import optuna
+    made = []
+    real = optuna.create_study
+    monkeypatch.setattr(optuna, "create_study", lambda **kw: made.append(real(**kw)) or made[-1])
+    (tmp_path / "train.py").write_text(TRAIN)
+    base = Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0, extra={"knobs": {"X": 1.0}})
+    pruned = Trial(number=1, state=TrialState.DISCARD, description="X 1.0 -> 5.5", commit="c1", value=None,
+                   reason="pruned at 40%: ...", extra={"knobs": {"X": 5.5}, "pruned": "pruned at 40%: ...",
+                                                       "curves": [[[0.2, 3.1, 1.0], [0.4, 3.0, 2.0]]]})
+    ctx = Context(root=tmp_path, program="", files={"train.py": TRAIN}, editable=("train.py",),
+                  history=(base, pruned), best=base, trial_number=2, search={"X": [0.0, 6.0]})
+    p = BuiltinAgent().propose(ctx)
+    assert not p.invalid and p.extra["params"]["X"] != 5.5          # a pruned point is not proposed again
+    told = [t for t in made[0].trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(told) == 1 and told[0].params == {"X": 5.5} and told[0].intermediate_values == {20: 3.1, 40: 3.0}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 
-from autoresearch import knobs
+from autoresearch import knobs, pruning
 from autoresearch.agents import Agent, Context, Proposal
 from autoresearch.errors import ConfigError
 
@@ -167,6 +167,11 @@ class BuiltinAgent(Agent):
             seen.add(tuple(sorted(point.items())))
             if t.state.value in ("keep", "discard") and t.value is not None and math.isfinite(t.value):
                 trial = optuna.trial.create_trial(params=point, distributions=dists, value=t.value)
+            elif (t.extra or {}).get("pruned"):     # stopped early: Optuna's PRUNED, with its curve so far
+                curve = next(iter(pruning.curves_of(t)), {})
+                trial = optuna.trial.create_trial(params=point, distributions=dists,
+                                                  state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={round(f * 100): v for f, v in curve.items()})
             elif t.state.value in ("crash", "timeout"):
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
                                                   state=optuna.trial.TrialState.FAIL)
