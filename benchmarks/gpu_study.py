@@ -89,6 +89,17 @@ def main():
     if util:
         print(f"GPU utilisation (nvidia-smi, every 0.5 s): mean {sum(util) / len(util):.0f}%, "
               f"busy (>0%) {sum(u > 0 for u in util) / len(util):.1%} of {len(util)} samples")
+
+    def show(trials):      # printed before the hog's trial too: a lease may end during it
+        for t in trials:
+            m, x = t.metrics, t.extra or {}
+            print(f"trial {t.number}: {t.state.value} val_bpb {t.value} mfu {m.get('mfu_percent')} "
+                  f"tok {m.get('total_tokens_M')}M steps {m.get('num_steps')} peak_vram_mb {m.get('peak_vram_mb')} "
+                  f"run {t.seconds:.0f}s train {t.training_seconds:.0f}s gpu_util {x.get('gpu_util')} "
+                  f"baseline gpu_utils {x.get('gpu_utils')} shared {x.get('gpu_shared')} "
+                  f"disturbed_runs {x.get('disturbed_runs')} {x.get('disturbed') or ''}")
+
+    show(trials)
     if args.hog:     # a second process on the same GPU for the whole of one more trial
         hog = subprocess.Popen([sys.executable, "-c", "import torch\na = torch.randn(8192, 8192, device='cuda', "
                                 "dtype=torch.bfloat16)\nwhile True:\n    a = (a @ a).clamp_(-1, 1)"])
@@ -100,13 +111,8 @@ def main():
         finally:
             hog.kill()
         trials = hogged.trials
-    for t in trials:
-        m, x = t.metrics, t.extra or {}
-        print(f"trial {t.number}: {t.state.value} val_bpb {t.value} mfu {m.get('mfu_percent')} "
-              f"tok {m.get('total_tokens_M')}M steps {m.get('num_steps')} peak_vram_mb {m.get('peak_vram_mb')} "
-              f"run {t.seconds:.0f}s train {t.training_seconds:.0f}s gpu_util {x.get('gpu_util')} "
-              f"baseline gpu_utils {x.get('gpu_utils')} shared {x.get('gpu_shared')} "
-              f"disturbed_runs {x.get('disturbed_runs')} {x.get('disturbed') or ''}")
+        show(trials[-1:])
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report.write(ws, study.harness, trials)
