@@ -91,7 +91,7 @@ def test_full_study_survives_a_tiny_model(tmp_path, llm_server, monkeypatch):
     prepare(ws)
     study = Study(ws.root, agent="openai",
                   agent_options={"base_url": llm_server["base_url"], "model": llm_server["model"], **OPTIONS},
-                  config=Config(agent="openai", baseline_runs=1, max_agent_failures=10))
+                  config=Config(agent="openai", baseline_runs=1, max_agent_failures=10, max_repeats=2, rerun_best=False))
     trials = study.optimize(max_trials=3)
     assert len([t for t in trials if t.kind != "baseline"]) >= 3
     assert all(isinstance(t.state, TrialState) for t in trials)

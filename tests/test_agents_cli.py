@@ -244,7 +244,8 @@ def test_real_clis_in_a_smoke_study(tmp_path, home, monkeypatch):
         with ModelServer(brain) as s:
             options = {"binary": binaries[name], "base_url": s.url + url, "model": model, "retries": 0}
             Study(ws.root, agent=name, agent_options=options,
-                  config=Config.load({"agent": name, "baseline_runs": 1}, environ={})).optimize(max_trials=1)
+                  config=Config.load({"agent": name, "baseline_runs": 1, "max_repeats": 2, "rerun_best": False},
+                                     environ={})).optimize(max_trials=1)
     trials = [t for t in Ledger(ws.root, "cli").load() if t.kind != "baseline"]
     assert len(trials) == 2
     for t in trials:

@@ -40,7 +40,9 @@ class Recording(BuiltinAgent):
 
 def test_real_study_smoke_profile_builtin_agent(smoke_ws):
     agent = Recording()
-    study = Study(smoke_ws, agent=agent, config=Config.load({"baseline_runs": 2}, environ={}))
+    # at most 2 runs a trial, the best not re-run: the judge's re-runs have tests of their own (test_study.py)
+    study = Study(smoke_ws, agent=agent, config=Config.load({"baseline_runs": 2, "max_repeats": 2, "rerun_best": False},
+                                                            environ={}))
     study.optimize(max_trials=2)
     trials = Ledger(smoke_ws, "real").load()
     assert len(trials) == 3
