@@ -128,7 +128,7 @@ class Finalizer:
         sums = self.ledger.meta().get("readonly") or ws.checksums(h.readonly)
         final_values = self._measure_code(final_commit, None, "final", sums)
         if not final_values:
-            raise AutoresearchError(f"the final code failed to run (see .autoresearch/logs/{ws.tag}-final-*.log)")
+            raise AutoresearchError(f"the final code failed to run (see .autoresearch/logs/{ws.tag}-final.*.log)")
         record["final_values"] = final_values
         record["final_mean"] = statistics.fmean(final_values)
         groups = [t.values for t in trials if len(t.values) >= 2] + [final_values]
