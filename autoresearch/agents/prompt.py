@@ -48,7 +48,7 @@ def _row(trial, short: bool = False) -> str:
     gave one), and for a failure why it failed: the study's memory, shown to every LLM agent. Short (the
     knobs and moves answers, for small, slow models): the change alone ("NAME a -> b"), without reasons."""
     desc = trial.description.split(": ", 1)[0] if short else trial.description
-    text = f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(desc, 70 if short else 200)}"
+    text = f"{trial.number:>4}  {_state(trial):<8} {_fmt(trial.value):>10}  {_one_line(desc, 70) if short else _one_line(desc)}"
     why = None if short else ((getattr(trial, "extra", None) or {}).get("agent") or {}).get("why")
     if why:
         text += f" (why: {_one_line(str(why), 160)})"
