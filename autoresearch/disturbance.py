@@ -61,13 +61,18 @@ class LoadCheck:
                 self.gpus.append(r.gpu_util)
                 self.shared.append(r.gpu_shared)
 
+    def _quiet_median(self, values: list[float]) -> float | None:
+        """The median of the quiet runs' values (CPU shares, GPU utilisations), or None where the rule
+        cannot apply. A baseline run disturbed itself: the smallest are dropped until the rest agree
+        with the largest (within `below`)."""
+        values = sorted(values)
+        while len(values) >= 2 and values[0] < self.below * values[-1]:
+            values.pop(0)
+        return statistics.median(values) if len(values) >= 2 and values[0] > 0 else None
+
     def reference(self) -> float | None:
         """The median share of the quiet runs, or None where the rule cannot apply."""
-        shares = sorted(self.shares)
-        # a baseline run disturbed itself: drop the smallest shares until the rest agree with the largest
-        while len(shares) >= 2 and shares[0] < self.below * shares[-1]:
-            shares.pop(0)
-        return statistics.median(shares) if len(shares) >= 2 and shares[0] > 0 else None
+        return self._quiet_median(self.shares)
 
     def wait_reference(self) -> float | None:
         """The median wait per CPU second of the quiet runs, or None."""
@@ -77,11 +82,8 @@ class LoadCheck:
         return statistics.median(waits) if len(waits) >= 2 else None
 
     def gpu_reference(self) -> float | None:
-        """The median GPU utilisation of the quiet runs (outliers below the rule dropped), or None."""
-        gpus = sorted(self.gpus)
-        while len(gpus) >= 2 and gpus[0] < self.below * gpus[-1]:
-            gpus.pop(0)
-        return statistics.median(gpus) if len(gpus) >= 2 and gpus[0] > 0 else None
+        """The median GPU utilisation of the quiet runs, or None."""
+        return self._quiet_median(self.gpus)
 
     def record(self) -> dict:
         """For the baseline trial's extra (restored on resume)."""
