@@ -218,11 +218,9 @@ class GpuMeter:
             return None
         try:
             count = nvml.nvmlDeviceGetCount()
-            visible = (env or {}).get("CUDA_VISIBLE_DEVICES")
-            indices = range(count)
-            if visible is not None:
-                picked = [int(i) for i in visible.split(",") if i.strip().isdigit()]
-                indices = [i for i in picked if i < count] if len(picked) == len(visible.split(",")) else indices
+            ids = (env or {}).get("CUDA_VISIBLE_DEVICES", "").split(",")
+            # indices name devices; anything else (unset, UUIDs) and the run may use any of them
+            indices = [int(i) for i in ids if int(i) < count] if all(i.strip().isdigit() for i in ids) else range(count)
             handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         except Exception:
             return None
