@@ -11,6 +11,8 @@ Run on the lent H100 with the prepared data carried in (see the closing note of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -69,7 +71,6 @@ def main():
 
     ws = workspace(args.profile, args.budget, eval_tokens=args.eval_tokens, warm=args.warm)
     from autoresearch.display import Console
-    import json
     extra = {k: json.loads(v) if v[:1] in "0123456789-tf[{" else v for k, v in (kv.split("=", 1) for kv in args.set)}
     cfg = Config.load({"baseline_runs": args.baseline_runs, **extra}, environ={}, workers=args.workers,
                       executor=args.executor)
@@ -103,9 +104,8 @@ def main():
     if args.hog:     # a second process on the same GPU for the whole of one more trial
         hog = subprocess.Popen([sys.executable, "-c", "import torch\na = torch.randn(8192, 8192, device='cuda', "
                                 "dtype=torch.bfloat16)\nwhile True:\n    a = (a @ a).clamp_(-1, 1)"])
-        cfg = Config.load({"baseline_runs": args.baseline_runs, **extra, "disturbed_reruns": 1}, environ={},
-                          workers=args.workers, executor=args.executor)
-        hogged = Study(ws, agent="builtin", config=cfg, display=Console(live=False))
+        hogged = Study(ws, agent="builtin", config=dataclasses.replace(cfg, disturbed_reruns=1),
+                       display=Console(live=False))
         try:
             hogged.optimize(max_trials=1)
         finally:
