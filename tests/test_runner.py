@@ -35,6 +35,19 @@ def test_runner_timeout_kills_the_whole_group(tmp_path):
     assert "killed after 2 s" in (tmp_path / "log").read_text()
 
 
+
+def test_a_descendant_in_a_session_of_its_own_is_killed_too(tmp_path):
+    # bubblewrap's PID 1 of a sandbox calls setsid() and, until it has set itself up, does not die
+    # with its parent: a kill of the command's group alone left it and the run inside it behind
+    escape = ("import os, time; os.setsid(); open('escaped.pid', 'w').write(str(os.getpid())); "
+              "print('loss: 1', flush=True); time.sleep(600)")
+    script = f"{sys.executable} -c \"{escape}\" & sleep 600"
+    stop = lambda p: "stopped by the test" if (tmp_path / "escaped.pid").exists() else None    # noqa: E731
+    r = runner.run(["sh", "-c", script], tmp_path, timeout=600, log_path=tmp_path / "log", on_progress=stop)
+    assert r.killed == "pruned"
+    pid = int((tmp_path / "escaped.pid").read_text())
+    until(lambda: not _alive(pid), "the process in its own session to be gone")
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

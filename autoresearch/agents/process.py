@@ -10,7 +10,8 @@ Three things live here and nowhere else:
   when the *thread* that forked exits; `run` blocks that thread until the process ends, so
   that is the same moment. Grandchildren that the program starts are not covered by the
   signal (a PID-namespace sandbox with --die-with-parent covers them); they are covered by
-  the group kill on a timeout or an exception.
+  runner.kill_group on a timeout, an exception or the program's exit: the group and every
+  process descended from it, also those in a session of their own (the sandbox's PID 1).
 - `run(argv, cwd, timeout, env, stdin)`: spawn, wait, and kill the whole group past the
   timeout or on any exception (Ctrl-C included); returns `Completed`, never raises for a
   crash of the program.
@@ -23,17 +24,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch import runner
 from autoresearch.errors import AgentError
 
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -52,20 +51,11 @@ def agent_env(extra: dict | None = None, base: dict | None = None) -> dict:
     return env
 
 
-def _die_with_parent() -> None:     # runs in the child between fork and exec
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(127)
-    if os.getppid() == 1:           # the tool died before the signal was armed
-        os._exit(127)
-
-
 def spawn(argv: list[str], cwd, env: dict, stdin: bool = False) -> subprocess.Popen:
     """Start an agent's program: own process group, killed with the tool (Linux), pipes for output."""
     try:
         return subprocess.Popen(argv, cwd=str(cwd), env=env, text=True, start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                                preexec_fn=runner.dies_with_us(),
                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
@@ -73,21 +63,8 @@ def spawn(argv: list[str], cwd, env: dict, stdin: bool = False) -> subprocess.Po
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL what is left; waits for the leader."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        try:
-            proc.wait(timeout=3)
-            if sig == signal.SIGTERM:   # the leader is gone; its group may not be
-                os.killpg(proc.pid, signal.SIGKILL)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-        except (ProcessLookupError, PermissionError):
-            break
+    """Kill the program's group and everything descended from it (runner.kill_group); waits for it."""
+    runner.kill_group(proc.pid, grace=3.0, proc=proc)
     try:
         proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
@@ -121,11 +98,8 @@ def run(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: st
         finally:
             if proc.poll() is None:
                 kill_group(proc)
-        if not timed_out:       # a program that exits may leave children in its group
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if not timed_out:       # a program that exits may leave children behind
+            runner.kill_group(proc.pid, grace=0.5, proc=proc)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
