@@ -17,12 +17,11 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from autoresearch import hashing
 from autoresearch.errors import WorkspaceError
-from autoresearch.runner import die_with_parent, scrub_env
+from autoresearch.runner import dies_with_us, scrub_env
 
 # Every git command of the tool: no hooks, no fsmonitor, no signing program, no external diff or
 # text conversion, no pager; replace objects ignored (GIT_NO_REPLACE_OBJECTS below), so nothing an
@@ -77,7 +76,7 @@ def _git(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     if argv and argv[0] == "git":
         argv = git_argv(*argv[1:])
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="surrogateescape",
-                          env=git_env(), preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+                          env=git_env(), preexec_fn=dies_with_us())
 
 
 def diff_text(root: Path, a: str, b: str) -> str:
@@ -333,8 +332,15 @@ class Workspace:
         return path
 
     def remove_worktree(self, path: Path) -> None:
-        self.git("worktree", "remove", "--force", str(path), check=False)
+        # twice --force: also a worktree still locked "initializing" by a `git worktree add` that was
+        # killed with the tool (prune and a single --force both leave those)
+        self.git("worktree", "remove", "--force", "--force", str(path), check=False)
         self.git("worktree", "prune", check=False)
+
+    def worktrees(self) -> list[Path]:
+        """The paths of the worktrees git knows of, the main one first (also those whose folder is gone)."""
+        out = self.git("worktree", "list", "--porcelain", check=False)
+        return [Path(line[len("worktree "):]) for line in out.splitlines() if line.startswith("worktree ")]
 
 
 def init(directory: str | Path, profile: str | None = None, tag: str | None = None, data: str = "embedded") -> Workspace:

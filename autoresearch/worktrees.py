@@ -44,10 +44,11 @@ class Worktrees:
     def remove_all(self) -> None:
         """What a killed driver (or this one) left behind."""
         with self.lock:
-            if self.dir.exists():
-                for path in self.dir.iterdir():
-                    self.ws.remove_worktree(path)
-                    shutil.rmtree(path, ignore_errors=True)
+            here = self.dir.resolve()
+            known = [p for p in self.ws.worktrees() if here in p.resolve().parents]    # a killed add's too
+            for path in dict.fromkeys([*(self.dir.iterdir() if self.dir.exists() else ()), *known]):
+                self.ws.remove_worktree(path)
+                shutil.rmtree(path, ignore_errors=True)
             self.ws.git("worktree", "prune", check=False)
 
     def tree(self, path: Path) -> Workspace:

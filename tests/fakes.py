@@ -200,7 +200,8 @@ def check_ledger_and_git(ws, tag="t"):
     for prev, t in zip(kept, kept[1:]):
         assert git(ws, "rev-parse", f"{t.commit}^") == prev.commit
         assert t.parent == prev.commit
-    assert len(git(ws, "worktree", "list").splitlines()) == 1
+    worktrees = git(ws, "worktree", "list")
+    assert len(worktrees.splitlines()) == 1, worktrees
     assert not (ws / ".autoresearch" / tag / "running.json").exists()
     rows = (ws / "results.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["commit", "val_bpb", "memory_gb", "status", "description"]

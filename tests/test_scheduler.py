@@ -198,7 +198,8 @@ def test_resume_after_the_driver_is_killed(ws_xy):
     assert [t.to_dict() for t in trials[: len(before)]] == [t.to_dict() for t in before]
     assert sum(1 for t in trials if t.kind == "baseline") == 1
     assert "X -> 3.0, Y -> 3.0" in {t.description for t in trials[-2:]}
-    assert study.best.value == pytest.approx(1.0)
+    assert study.best.value == pytest.approx(1.0), [(t.number, t.state.value, t.description, t.value, t.reason[:90])
+                                                    for t in trials]
     assert not list((ledger_dir / "worktrees").iterdir())
 
 

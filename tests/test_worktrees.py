@@ -25,3 +25,21 @@ def test_add_commit_rebase_and_conflict(ws_xy):
     assert git(c, "status", "--porcelain") == ""                      # left clean, on the new base
     trees.remove_all()
     assert len(git(ws_xy, "worktree", "list").splitlines()) == 1
+
+
+def test_worktrees_a_killed_git_worktree_add_left_are_removed(ws_xy):
+    # `git worktree add` keeps the new worktree locked ("initializing") until it is done: killed with
+    # the tool, it leaves it so, and a single --force or a prune leave such a worktree in place
+    trees = Worktrees(Workspace(ws_xy))
+    base = git(ws_xy, "rev-parse", "HEAD")
+    kept, gone = trees.add("t-1", base), trees.add("t-2", base)
+    for path in (kept, gone):
+        admin = git(path, "rev-parse", "--git-dir")
+        (path / admin / "locked").write_text("initializing")
+    import shutil
+    shutil.rmtree(gone)                         # killed before its checkout was written
+    assert "locked" in git(ws_xy, "worktree", "list")
+    trees.remove_all()
+    assert len(git(ws_xy, "worktree", "list").splitlines()) == 1
+    again = trees.add("t-1", base)               # the name is free again
+    assert (again / "train.py").exists()
