@@ -12,7 +12,19 @@ from __future__ import annotations
 
 import ast
 import shlex
+import threading
 from dataclasses import dataclass
+
+_PARSING = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """ast.parse, one thread at a time. CPython 3.11 keeps the AST constructor's recursion depth in
+    one counter per interpreter, and a parse in a thread beside another one failed here (in the
+    scheduler's tests) with "SystemError: AST constructor recursion depth mismatch" (also reported
+    in threaded programs at CPython gh-106905). Every parse of this package goes through here."""
+    with _PARSING:
+        return ast.parse(source)
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ def _literal(node: ast.AST):
 def find(source: str) -> dict[str, Knob]:
     """Top-level `NAME = <literal>` assignments with an all-caps name, in file order, then argparse
     defaults by dest (a constant wins a clash of names)."""
-    tree = ast.parse(source)
+    tree = parse(source)
     knobs = _constants(tree)
     for name, knob in _flags(tree).items():
         knobs.setdefault(name, knob)

@@ -226,7 +226,7 @@ def _package_file(name: str) -> str:
 
 def profiles() -> dict[str, dict]:
     """prepare.py's PROFILES dict, read with ast (no torch import)."""
-    tree = ast.parse(_package_file("prepare.py"))
+    tree = knobs.parse(_package_file("prepare.py"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PROFILES" for t in node.targets):
             return ast.literal_eval(node.value)
