@@ -158,13 +158,13 @@ class Study:
 
     def _clean_up_after_kill(self) -> None:
         """A study killed with kill -9 may leave its runs' process groups and git's index lock."""
-        from autoresearch import runner
+        from autoresearch import processes
         owner, groups = running.orphans(self.ledger.dir)
         if owner is not None:
             raise WorkspaceError(f"another autoresearch process (pid {owner}) is running a study on tag "
                                  f"{self.ws.tag} here: stop it first, or use another --tag")
         for pgid in groups:
-            runner.kill_group(pgid)
+            processes.kill_group(pgid)
         # locks left by a git command killed with the tool (git dies with it; no git runs here but ours)
         gitdir = self.ws.root / ".git"
         for lock in [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock")]:

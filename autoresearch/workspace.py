@@ -21,7 +21,8 @@ from pathlib import Path
 
 from autoresearch import hashing
 from autoresearch.errors import WorkspaceError
-from autoresearch.runner import dies_with_us, scrub_env
+from autoresearch.processes import dies_with_us
+from autoresearch.runner import scrub_env
 
 # Every git command of the tool: no hooks, no fsmonitor, no signing program, no external diff or
 # text conversion, no pager; replace objects ignored (GIT_NO_REPLACE_OBJECTS below), so nothing an

@@ -10,7 +10,7 @@ Three things live here and nowhere else:
   when the *thread* that forked exits; `run` blocks that thread until the process ends, so
   that is the same moment. Grandchildren that the program starts are not covered by the
   signal (a PID-namespace sandbox with --die-with-parent covers them); they are covered by
-  runner.kill_group on a timeout, an exception or the program's exit: the group and every
+  processes.kill_group on a timeout, an exception or the program's exit: the group and every
   process descended from it, also those in a session of their own (the sandbox's PID 1).
 - `run(argv, cwd, timeout, env, stdin)`: spawn, wait, and kill the whole group past the
   timeout or on any exception (Ctrl-C included); returns `Completed`, never raises for a
@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import runner
+from autoresearch import processes
 from autoresearch.errors import AgentError
 
 
@@ -55,7 +55,7 @@ def spawn(argv: list[str], cwd, env: dict, stdin: bool = False) -> subprocess.Po
     """Start an agent's program: own process group, killed with the tool (Linux), pipes for output."""
     try:
         return subprocess.Popen(argv, cwd=str(cwd), env=env, text=True, start_new_session=True,
-                                preexec_fn=runner.dies_with_us(),
+                                preexec_fn=processes.dies_with_us(),
                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
@@ -63,8 +63,8 @@ def spawn(argv: list[str], cwd, env: dict, stdin: bool = False) -> subprocess.Po
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """Kill the program's group and everything descended from it (runner.kill_group); waits for it."""
-    runner.kill_group(proc.pid, grace=3.0, proc=proc)
+    """Kill the program's group and everything descended from it (processes.kill_group); waits for it."""
+    processes.kill_group(proc.pid, grace=3.0, proc=proc)
     try:
         proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
@@ -99,7 +99,7 @@ def run(argv: list[str], cwd, timeout: float, env: dict | None = None, stdin: st
             if proc.poll() is None:
                 kill_group(proc)
         if not timed_out:       # a program that exits may leave children behind
-            runner.kill_group(proc.pid, grace=0.5, proc=proc)
+            processes.kill_group(proc.pid, grace=0.5, proc=proc)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-from autoresearch import runner
+from autoresearch import processes, runner
 from autoresearch.executors.base import Executor, Job, Outcome, Setup, cancelled, crashed, hostname, run_job
 
 
@@ -59,7 +59,7 @@ class InlineExecutor(Executor):
         def started(pgid: int) -> None:
             handle.pgid = pgid
             if handle.cancelled:              # cancelled while it was starting
-                runner.kill_group(pgid, grace=1.0)
+                processes.kill_group(pgid, grace=1.0)
             if self.on_start is not None:
                 self.on_start(job, pgid)
 
@@ -95,7 +95,7 @@ class InlineExecutor(Executor):
     def cancel(self, handle: _Handle) -> None:
         handle.cancelled = True
         if handle.pgid is not None and not handle.done.is_set():
-            runner.kill_group(handle.pgid, grace=1.0)
+            processes.kill_group(handle.pgid, grace=1.0)
 
     def close(self) -> None:
         live = list(self._live.values())

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoresearch import runner
+from autoresearch import processes, runner
 from autoresearch.executors.base import Executor, Job, Outcome, Setup, cancelled, crashed, hostname
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -39,7 +39,7 @@ def _main() -> None:
     write ("done", Measurement) | ("cancelled", None) | ("error", text) to the result path."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    runner.die_with_parent(signal.SIGTERM)      # the driver died (kill -9): cancel, as above
+    processes.die_with_parent(signal.SIGTERM)      # the driver died (kill -9): cancel, as above
     try:
         # everything the job needs, imported before it arrives: a spare worker waits warm
         import psutil  # noqa: F401  (the runner's memory watch)
