@@ -20,17 +20,25 @@ import time
 def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = None) -> None:
     """Kill a command's process group and every process descended from it, in the group or not.
     First the group is stopped (SIGSTOP), and its descendants are found and stopped too, to the last
-    one: none can fork or slip away while they are looked for. That matters for a process that left
-    the group: bubblewrap's PID 1 of a sandbox runs in a session of its own, and until it has set
-    itself up it is not bound to its parent's life, so a kill of the group alone would orphan it and
-    the run inside. Those outside the group get SIGKILL; the group SIGTERM (and SIGCONT), then
-    SIGKILL what is left after grace seconds. Pass the leader's Popen when it is ours: an unreaped
+    one: none can fork or slip away while they are looked for. Those outside the group get SIGKILL;
+    the group SIGTERM (and SIGCONT), then SIGKILL what is left after grace seconds; last, SIGKILL
+    whatever was found that still lives, wherever it went meanwhile. That matters for bubblewrap's
+    PID 1 of a sandbox: until it has set itself up it is not bound to its parent's life, it ignores
+    SIGTERM (a namespace's init), and it then calls setsid() and leaves the group; a kill of the
+    group alone orphaned it and the run inside. Pass the leader's Popen when it is ours: an unreaped
     (zombie) leader would keep the group alive to killpg(0)."""
-    for p in _stop_tree(pgid):
-        try:
-            p.kill()
-        except Exception:       # psutil's NoSuchProcess: gone already
-            pass
+    found = _stop_tree(pgid)
+    for p in found:
+        if _group(p) != pgid:
+            _kill(p)
+    try:
+        _kill_group(pgid, grace, proc)
+    finally:
+        for p in found:
+            _kill(p)
+
+
+def _kill_group(pgid: int, grace: float, proc: subprocess.Popen | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
@@ -49,9 +57,23 @@ def kill_group(pgid: int, grace: float = 3.0, proc: subprocess.Popen | None = No
             time.sleep(0.05)
 
 
+def _kill(p) -> None:
+    try:
+        p.kill()            # psutil: only the very process found (a reused pid is left alone)
+    except Exception:       # psutil's NoSuchProcess: gone already
+        pass
+
+
+def _group(p) -> int | None:
+    try:
+        return os.getpgid(p.pid)
+    except OSError:
+        return None
+
+
 def _stop_tree(pgid: int) -> list:
     """SIGSTOP the group, then every process descended from its members (checked down to the last:
-    a stopped process forks no more); the psutil Processes of those outside the group."""
+    a stopped process forks no more); the psutil Processes of all of them, in the group or not."""
     if pgid == os.getpgrp():        # never this process's own group
         return []
     try:
@@ -59,27 +81,20 @@ def _stop_tree(pgid: int) -> list:
         os.killpg(pgid, signal.SIGSTOP)
     except (ImportError, ProcessLookupError, PermissionError):
         return []
-
-    def group(p) -> int | None:
-        try:
-            return os.getpgid(p.pid)
-        except OSError:
-            return None
-
-    todo, seen, outside = [p for p in psutil.process_iter() if group(p) == pgid], set(), []
+    todo, seen, found = [p for p in psutil.process_iter() if _group(p) == pgid], set(), []
     while todo:
         p = todo.pop()
         if p.pid in seen:
             continue
         seen.add(p.pid)
         try:
-            if group(p) != pgid:
+            if _group(p) != pgid:
                 p.send_signal(signal.SIGSTOP)
-                outside.append(p)
+            found.append(p)
             todo += p.children()
         except psutil.Error:
             pass
-    return outside
+    return found
 
 
 def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:

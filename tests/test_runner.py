@@ -48,6 +48,23 @@ def test_a_descendant_in_a_session_of_its_own_is_killed_too(tmp_path):
     pid = int((tmp_path / "escaped.pid").read_text())
     until(lambda: not _alive(pid), "the process in its own session to be gone")
 
+
+def test_a_process_that_leaves_the_group_while_it_is_killed_is_killed_too(tmp_path):
+    # bubblewrap's PID 1 before its setup is done: in the group, deaf to SIGTERM (a namespace's init),
+    # then it calls setsid(); the group kill saw the group empty and left it running
+    leave = ("import os, signal, time\n"
+             "signal.signal(signal.SIGTERM, lambda s, f: os.setsid())\n"
+             "open('child.pid', 'w').write(str(os.getpid()))\n"
+             "print('loss: 1', flush=True)\n"
+             "while True: time.sleep(1)\n")
+    (tmp_path / "leave.py").write_text(leave)
+    stop = lambda p: "stopped by the test" if (tmp_path / "child.pid").exists() else None    # noqa: E731
+    r = runner.run(["sh", "-c", f"{sys.executable} leave.py & sleep 600"], tmp_path, timeout=600,
+                   log_path=tmp_path / "log", on_progress=stop)
+    assert r.killed == "pruned"
+    pid = int((tmp_path / "child.pid").read_text())
+    until(lambda: not _alive(pid), "the process that left the group to be gone")
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
