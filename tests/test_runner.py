@@ -36,34 +36,33 @@ def test_runner_timeout_kills_the_whole_group(tmp_path):
 
 
 
+def _child_of_a_stopped_run(tmp_path, child: str) -> int:
+    """Run `sh -c "python child.py & sleep 600"`; child.py writes child.pid, then a loss line, which
+    stops the run (an event, not a time). The child's pid, once the run is over."""
+    (tmp_path / "child.py").write_text(child + "open('child.pid', 'w').write(str(os.getpid()))\n"
+                                               "print('loss: 1', flush=True)\n"
+                                               "while True: time.sleep(1)\n")
+    stop = lambda p: "stopped by the test" if (tmp_path / "child.pid").exists() else None    # noqa: E731
+    r = runner.run(["sh", "-c", f"{sys.executable} child.py & sleep 600"], tmp_path, timeout=600,
+                   log_path=tmp_path / "log", on_progress=stop)
+    assert r.killed == "pruned"
+    return int((tmp_path / "child.pid").read_text())
+
+
 def test_a_descendant_in_a_session_of_its_own_is_killed_too(tmp_path):
     # bubblewrap's PID 1 of a sandbox calls setsid() and, until it has set itself up, does not die
     # with its parent: a kill of the command's group alone left it and the run inside it behind
-    escape = ("import os, time; os.setsid(); open('escaped.pid', 'w').write(str(os.getpid())); "
-              "print('loss: 1', flush=True); time.sleep(600)")
-    script = f"{sys.executable} -c \"{escape}\" & sleep 600"
-    stop = lambda p: "stopped by the test" if (tmp_path / "escaped.pid").exists() else None    # noqa: E731
-    r = runner.run(["sh", "-c", script], tmp_path, timeout=600, log_path=tmp_path / "log", on_progress=stop)
-    assert r.killed == "pruned"
-    pid = int((tmp_path / "escaped.pid").read_text())
+    pid = _child_of_a_stopped_run(tmp_path, "import os, time\nos.setsid()\n")
     until(lambda: not _alive(pid), "the process in its own session to be gone")
 
 
 def test_a_process_that_leaves_the_group_while_it_is_killed_is_killed_too(tmp_path):
     # bubblewrap's PID 1 before its setup is done: in the group, deaf to SIGTERM (a namespace's init),
     # then it calls setsid(); the group kill saw the group empty and left it running
-    leave = ("import os, signal, time\n"
-             "signal.signal(signal.SIGTERM, lambda s, f: os.setsid())\n"
-             "open('child.pid', 'w').write(str(os.getpid()))\n"
-             "print('loss: 1', flush=True)\n"
-             "while True: time.sleep(1)\n")
-    (tmp_path / "leave.py").write_text(leave)
-    stop = lambda p: "stopped by the test" if (tmp_path / "child.pid").exists() else None    # noqa: E731
-    r = runner.run(["sh", "-c", f"{sys.executable} leave.py & sleep 600"], tmp_path, timeout=600,
-                   log_path=tmp_path / "log", on_progress=stop)
-    assert r.killed == "pruned"
-    pid = int((tmp_path / "child.pid").read_text())
+    pid = _child_of_a_stopped_run(tmp_path, "import os, signal, time\n"
+                                            "signal.signal(signal.SIGTERM, lambda s, f: os.setsid())\n")
     until(lambda: not _alive(pid), "the process that left the group to be gone")
+
 
 def _alive(pid: int) -> bool:
     try:

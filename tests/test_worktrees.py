@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from autoresearch.workspace import Workspace
 from autoresearch.worktrees import Worktrees
 from tests.fakes import git, set_knob
@@ -36,7 +38,6 @@ def test_worktrees_a_killed_git_worktree_add_left_are_removed(ws_xy):
     for path in (kept, gone):
         admin = git(path, "rev-parse", "--git-dir")
         (path / admin / "locked").write_text("initializing")
-    import shutil
     shutil.rmtree(gone)                         # killed before its checkout was written
     assert "locked" in git(ws_xy, "worktree", "list")
     trees.remove_all()
