@@ -13,6 +13,8 @@ DEMO_PROFILE ?= cpu
 DEMO_TRIALS ?= 5
 DEMO_TAG ?= demo
 PYTEST_ARGS ?=
+# test files run side by side, each file whole in one worker (its module fixtures built once); 0: all in one process
+TEST_WORKERS ?= 2
 # the real agent CLIs the tests drive offline (tests/test_agents_cli.py), pinned, from npm into .npm-cli/
 NPM_CLI ?= .npm-cli
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -57,7 +59,7 @@ demo: $(VENV)/.installed
 	@echo; echo "progress plot: $(DEMO_DIR)/progress.png   report: $(DEMO_DIR)/report.md   branch: autoresearch/$(DEMO_TAG)"
 
 test: $(VENV)/.installed-test cli
-	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache $(NPM_CLI)
