@@ -34,6 +34,15 @@ Measured 2026-11-27, surrogate, 20 trials x 3 seeds, 2 cores at load average 3.3
     hybrid     -2.34 +- 0.02    -2.37 +- 0.09
     builtin - random (true): -1.59% (se over seeds 0.34%): beyond 2 se
 
+Measured 2026-11-28, --real --trials 12 --seeds 3 --strategies builtin,random, a quiet machine (load
+average 1.6-1.9, nothing else running), 1929 s in all; a smoke run's noise is about 0.015-0.02 bpb:
+
+    builtin    -1.42 +- 1.29   (seeds: -1.73, +0.00, -2.53; 1.0 keeps, 39.3 runs a study)
+    random     -2.20 +- 0.32   (seeds: -2.57, -2.04, -1.99; 1.3 keeps)
+    builtin - random: +0.78% (se 0.77%): not beyond 2 se, and random ahead. The one real gain found
+    here is WARMUP_RATIO 0.1-0.2 (about -1.5 to -2.5%); the builtin agent's first trials are local
+    moves (+-10-25%) whose effects sit within a 3 s run's noise, while random's broad draws reach it.
+
 Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
 38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
 """
