@@ -9,7 +9,6 @@ a hang, an out-of-memory kill: all come back as a RunResult, never as an excepti
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import re
@@ -145,7 +144,9 @@ class _Drain(threading.Thread):
         self.progress, self.on_progress = progress, on_progress
         self.written = 0
         self.total = 0
-        self.tail = collections.deque(maxlen=64)       # chunks, together at most ~64 x 64 KB
+        # the last bytes, bounded by bytes only: an unbuffered child writes a traceback's carets a
+        # character a write, so a bound on chunks kept only its last line (the reason lost its code line)
+        self.tail = bytearray()
         self.tail_bytes = 256 * 1024
 
     def run(self):
@@ -159,9 +160,9 @@ class _Drain(threading.Thread):
                 part = chunk[: self.max_bytes - self.written]
                 self.log.write(part)
                 self.written += len(part)
-            self.tail.append(chunk)
-            while sum(map(len, self.tail)) - len(self.tail[0]) > self.tail_bytes:
-                self.tail.popleft()
+            self.tail += chunk
+            if len(self.tail) > 2 * self.tail_bytes:
+                del self.tail[:-self.tail_bytes]
             # every curve point (progress: lines), then the last complete line of this chunk: cheap on a flood
             whole = partial + chunk
             for line in re.findall(rb"(?m)^progress:[^\r\n]*(?=[\r\n])", whole) if b"progress:" in whole else ():
@@ -193,7 +194,7 @@ class _Drain(threading.Thread):
             self.progress.stop = self.on_progress(self.progress) or self.progress.stop
 
     def tail_text(self) -> str:
-        return b"".join(self.tail)[-self.tail_bytes:].decode(errors="replace")
+        return bytes(self.tail[-self.tail_bytes:]).decode(errors="replace")
 
 
 def _group_rss_mb(pid: int) -> float:

@@ -125,3 +125,28 @@ def test_a_cancel_while_the_child_starts_still_kills_it(tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, old)
     assert started and not _alive(started[0])
+
+
+def test_the_tail_keeps_a_traceback_written_a_character_a_write(tmp_path):
+    """An unbuffered child writes a traceback's caret line a character a write; the tail (a crash's
+    reason) must still hold the code line above it. Each read returns one byte here, as a fast reader
+    of such a child sees it: the old tail, bounded by 64 chunks, kept only the last 64 bytes."""
+    import io
+
+    text = ('Traceback (most recent call last):\n  File "train.py", line 28, in <module>\n'
+            '    for p in glob.glob(".autoresearch/*/trials.jsonl")\n' + " " * 13 + "^" * 4 + "\n"
+            "NameError: name 'glob' is not defined\n").encode()
+
+    class OneByteAtATime(io.RawIOBase):
+        def __init__(self, data):
+            self.data = data
+
+        def read1(self, n=-1):
+            out, self.data = self.data[:1], self.data[1:]
+            return out
+
+    with open(tmp_path / "log", "wb") as log:
+        drain = runner._Drain(OneByteAtATime(text), log, 1 << 20, runner.Progress(), None)
+        drain.run()
+    assert drain.tail_text() == text.decode()
+    assert (tmp_path / "log").read_bytes() == text
