@@ -119,7 +119,7 @@ def test_invalid_edits(ws):
 def test_run_that_changes_readonly_or_ledger_is_invalid(ws):
     study, _ = run(ws, [knob("MODE", "readonly"), knob("MODE", "ledger")])
     trials = assert_consistent(ws, study)
-    if SANDBOXED:   # refused by the file system: the ledger is not even visible to a run
+    if SANDBOXED:   # the file system refuses the write to prepare.py; the ledger is not even visible to a run
         assert trials[1].state == TrialState.CRASH and "Read-only file system" in trials[1].reason
         # .autoresearch is an empty tmpfs in the sandbox: the write lands there and is gone with the run
         assert trials[2].state == TrialState.DISCARD and trials[2].value == trials[0].value, trials[2].reason
