@@ -6,7 +6,8 @@ Real runs of the default harness (eager, protected re-score as in a study), each
 without pruning, its curve kept (autoresearch/pruning.py's Watch):
   - the baseline, `--baseline` times (the file as it is: the reference curves and their spread),
   - `--moves` candidates as the builtin agent makes its first ones (one knob of its search space
-    moved x/÷ 1.5-2, +-10-25% of its range, or +-1: its local moves), the realistic mix of a study,
+    moved x/÷ 2-3, 30-50% of its range, or +-1: its first moves; the runs measured before 2026-11-28,
+    in the closing notes, had x/÷ 1.5-2 and +-10-25%), the realistic mix of a study,
   - A/A: `--runs` seed-only changes (no better than the baseline), and
   - true gains: `--runs` runs of a known real change (--change, default MATRIX_LR=0.08).
 Then the pruning rule (the study's defaults, or --sigma/--floor/--after) is replayed on every curve,

@@ -43,6 +43,19 @@ average 1.6-1.9, nothing else running), 1929 s in all; a smoke run's noise is ab
     here is WARMUP_RATIO 0.1-0.2 (about -1.5 to -2.5%); the builtin agent's first trials are local
     moves (+-10-25%) whose effects sit within a 3 s run's noise, while random's broad draws reach it.
 
+Then the builtin agent's first moves were made broad (x/÷ 2-3, 30-50% of a range, towards a side
+with room). Measured 2026-11-28 with them, surrogate (20 x 3, load average 0.9-1.5, 91 s): builtin
+-2.70 +- 0.74 measured, -2.51 +- 0.99 true (was -2.09 / -1.90); random unchanged; builtin - random
+(true) -2.21%, se 0.65%. Real, --real --trials 20 --seeds 3 --strategies builtin,random, quiet
+(load average 1.4-1.8), 3098 s in all:
+
+    builtin    -1.38 +- 1.49   (seeds: -1.19, +0.00, -2.95; 0.7 keeps, 70.7 runs a study)
+    random     -4.09 +- 1.47   (seeds: -5.78, -3.29, -3.20; 1.7 keeps, 62.0 runs)
+    builtin - random: +2.71% (se 1.21%): random ahead, not beyond 2 se. The broad first moves found
+    WARMUP_RATIO (kept in seeds 0 and 2); after them TPE's phase chased single noisy values (seed 0:
+    ADAM_BETA2 moved in 7 of its 15 trials after one lucky 2.621). Random's keeps combined
+    WEIGHT_DECAY 0.22-0.36 with a second knob (FINAL_LR_FRAC 0.16, a near-zero warmup).
+
 Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
 38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
 """

@@ -87,3 +87,19 @@ def test_invalid_proposals_count_toward_the_agent_failure_limit(tmp_path):
         study.optimize()                      # no --max-trials: it must still stop
     states = [t.state for t in study.trials[1:]]   # (a proposal already asked for when the third failed is recorded too)
     assert 3 <= len(states) <= 4 and set(states) == {TrialState.INVALID}
+
+
+def test_first_moves_are_broad_and_move_a_knob_at_its_bound_inwards():
+    from autoresearch.agents.builtin import _distribution, _local_move
+    import random
+    search = {"WARMUP": [0.0, 0.2, "linear"], "LR": [0.005, 0.2, "log"], "DEPTH": [1, 6, "int"]}
+    current = {"WARMUP": 0.0, "LR": 0.04, "DEPTH": 6}
+    dists = {k: _distribution(k, search[k], current[k]) for k in search}
+    seen = {k: set() for k in search}
+    for turn in range(60):
+        point = _local_move(current, dists, random.Random(turn), ["WARMUP", "LR", "DEPTH"], turn)
+        (name,) = [k for k in point if point[k] != current[k]]        # one knob, and it always moved
+        seen[name].add(point[name])
+    assert all(0.06 <= v <= 0.1 for v in seen["WARMUP"]) and len(seen["WARMUP"]) > 5   # 30-50% of the range, up
+    assert seen["LR"] == {0.08, 0.12, 0.02, 0.0133}                                    # x/÷ 2 or 3
+    assert seen["DEPTH"] == {5}                                                        # at its top: one down
