@@ -50,7 +50,7 @@ def moves(original: str, n: int, seed: int) -> list[dict]:
     order = sorted(dists)
     random.Random(seed).shuffle(order)
     out = []
-    for i in range(4 * n):          # a move clamped to where it started is no move: the agent draws again
+    for i in range(4 * n):          # a move that rounds back to where it started, or repeats one, is none: draw again
         point = _local_move(current, dists, random.Random(f"{seed}/{i}"), order, i)
         change = {k: v for k, v in point.items() if v != current[k]}
         if change and change not in out and len(out) < n:

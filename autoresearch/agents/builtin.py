@@ -7,8 +7,8 @@ crashes count as failures), ask it for a point, and apply only the one or two co
 moved furthest from the best's values, so every trial is one readable change
 (`MATRIX_LR 0.04 -> 0.08`). Until the history holds `n_startup_trials` results, it takes
 first steps from the best instead (one constant x/÷ 2-3, or 30-50% of its range, towards a
-side with room): broad enough for an effect to show above a run's noise, and, unlike random
-draws, one knob from a known-good point. Literals are rewritten in place: comments and layout stay.
+side with room): broad, so that an effect has a chance to show above a run's noise, and, unlike
+random draws, one knob from a known-good point. Literals are rewritten in place: comments and layout stay.
 `-o sampler=random` draws uniformly from the ranges from the first trial on, the same one or two
 constants applied: random search, the baseline an optimiser must beat (benchmarks/search.py).
 
@@ -85,7 +85,7 @@ def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str]
     Broad on purpose: before a knob has been tried nothing says how much it matters, and a step whose
     effect sits within a run's noise teaches the search nothing. With the earlier x/÷ 1.5-2 and +-10-25%,
     most first moves on real training (smoke profile, 3 s) landed within the noise, and random search,
-    whose draws span whole ranges, found the one real gain there (WARMUP_RATIO 0.1-0.2) first."""
+    whose draws span whole ranges, found the gain seen most often there (WARMUP_RATIO 0.1-0.2) first."""
     name = order[turn % len(order)]
     dist, value = dists[name], current[name]
     up, down = value < dist.high, value > dist.low           # the sides with room
