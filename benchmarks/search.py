@@ -6,6 +6,13 @@ over seeds.
 
     python benchmarks/search.py                               # surrogate harness, 20 trials x 3 seeds (minutes)
     python benchmarks/search.py --real --trials 6 --seeds 1   # the real GPT harness, smoke profile (slow)
+    python benchmarks/search.py --surface benchmarks/landscape-smoke.json   # measured by benchmarks/landscape.py
+
+--surface FILE: the surrogate's surface is one measured on the real harness, one knob at a time
+(benchmarks/landscape.py --out FILE): the baseline's mean times one plus the sum of each knob's
+measured change, interpolated in its search scale; additive (no interactions). Its noise: Gaussian of
+the sd the median gap between a point's two runs gives, plus, for the share of runs far off that the
+sweep saw, an upward outlier (a slowed-down 3 s run trains less).
 
 Surrogate (the default): train.py holds the GPT harness' knobs with its defaults and [search]
 ranges, and prints a val_bpb from a made-up smooth surface (a bowl per knob in its search scale,
@@ -57,6 +64,34 @@ with room). Measured 2026-11-28 with them, surrogate (20 x 3, load average 0.9-1
     ADAM_BETA2 moved in 7 of its 15 trials after one lucky 2.621). Random's keeps combined
     WEIGHT_DECAY 0.22-0.36 with a second knob (FINAL_LR_FRAC 0.16, a near-zero warmup).
 
+Measured 2026-11-28 (stop 15): the real smoke landscape one knob at a time (benchmarks/landscape.py
+--profile smoke --repeats 2, 88 runs, 23 min; its output: benchmarks/landscape-smoke.json). Most runs' noise
+0.018 bpb (0.7%; median gap of a point's two runs), but 4 of 15 pairs read by hand were 0.07-0.23 apart:
+a run far off now and then. The largest one-knob gains: WARMUP_RATIO 0.1-0.15 (-3.2, -3.8%),
+FINAL_LR_FRAC 0.1 (-2.9%); UNEMBEDDING_LR / 4 costs +11%. On that measured surface (--surface, noise
+0.018 plus 15% outliers of mean 0.1), 20 trials, true values:
+
+    builtin, 5 first moves then TPE (before)      -5.80 +- 0.44   (6 seeds)
+    random                                        -5.52 +- 1.02   (10 seeds)
+    builtin, every knob screened first (now)      -7.92 +- 2.63   (10 seeds): -2.39% vs random, se 0.89
+    ... and a step further after each keep        -6.70 +- 2.20   (10 seeds; dropped)
+    ... or fewer turns for a knob moved often     -7.12 +- 2.60   (10 seeds; dropped)
+
+(--surface benchmarks/landscape-smoke.json --strategies builtin,random --seeds 10, 196 s.) On the
+made-up surface, screening costs a little: builtin -1.93 +- 0.44 true (was -2.51 +- 0.99), random
+-0.30 +- 0.52; builtin - random -1.63%, se 0.39% (20 x 3, 42 s).
+
+Then on real training, --real --trials 20 --seeds 3 --strategies builtin,random --save DIR, quiet
+(load average 0.15-1.6), 3119 s:
+
+    builtin    -2.01 +- 1.89   (seeds: -2.29, -3.74, +0.00; 1.0 keeps, 52.7 runs a study, 412 s)
+    random     -2.62 +- 0.57   (seeds: -3.02, -1.97, -2.87; 2.0 keeps, 80.7 runs, 622 s)
+    builtin - random: +0.61% (se 1.14%): within 2 se (stop 14: +2.71%, se 1.21%, random ahead).
+    The builtin's seed 2 kept nothing: its baseline measured 2.654 (the five other studies' 2.685-2.704),
+    so every trial was judged against a lucky low mean. Each study's "best vs its own baseline" carries
+    that baseline's luck, as large as the effects searched for; a fairer figure re-measures every
+    study's final best and one shared baseline side by side (not done yet).
+
 Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
 38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
 """
@@ -91,7 +126,7 @@ SEARCH = {  # the GPT harness' [search] ranges (autoresearch/harness), its defau
 SURFACE = '''\
 """Read-only: the made-up response surface of benchmarks/search.py and its measurement noise."""
 import math, os, random
-NOISE_SD = 0.006
+NOISE_SD = {noise}
 BASE = 1.90
 # name: (optimum, width in the knob's search scale, bpb per width squared, log scale)
 TERMS = {"MATRIX_LR": (0.08, math.log(2), 0.020, True), "EMBEDDING_LR": (0.9, math.log(2), 0.006, True),
@@ -118,6 +153,39 @@ def measure(k):
     """truth plus noise; each run (its scratch folder's name: tag-n, tag-n.1, tag-n.best1) draws its own."""
     run = os.path.basename(os.path.dirname(os.environ.get("AUTORESEARCH_MODEL_OUT", "x/x")))
     return truth(k) + random.Random(f"{SEED}/{run}").gauss(0, NOISE_SD)
+'''
+
+MEASURED = '''\
+"""Read-only: benchmarks/search.py's surface measured on the real harness (benchmarks/landscape.py):
+val_bpb = the baseline's mean x (1 + the sum over knobs of each knob's measured change, interpolated
+in its search scale), plus Gaussian noise of the measured sd. Additive: it knows no interactions."""
+import bisect, math, os, random
+DATA = {data}
+NOISE_SD = DATA.get("robust_sd") or DATA["noise_sd"]      # most runs' noise
+OUTLIERS = DATA.get("outlier_rate", 0.0), DATA.get("outlier_mean", 0.0)   # and now and then a run far worse
+BASE = sum(DATA["baseline"]) / len(DATA["baseline"])
+
+def _curve(name):
+    lo, hi, scale = DATA["ranges"][name]
+    pts = sorted([[DATA["defaults"][name], BASE, 1]] + DATA["points"][name])
+    tr = (lambda v: math.log(max(v, 1e-12))) if scale == "log" else float
+    return [tr(v) for v, _, _ in pts], [m / BASE - 1 for _, m, _ in pts], tr
+
+CURVES = {{n: _curve(n) for n in DATA["points"]}}
+
+def truth(k):
+    total = 0.0
+    for name, (xs, ys, tr) in CURVES.items():
+        x = min(max(tr(k[name]), xs[0]), xs[-1])
+        i = min(max(bisect.bisect_left(xs, x), 1), len(xs) - 1)
+        w = (x - xs[i - 1]) / ((xs[i] - xs[i - 1]) or 1)
+        total += ys[i - 1] + w * (ys[i] - ys[i - 1])
+    return BASE * (1 + total)
+
+def measure(k):
+    run = os.path.basename(os.path.dirname(os.environ.get("AUTORESEARCH_MODEL_OUT", "x/x")))
+    rng = random.Random(f"{{SEED}}/{{run}}")
+    return truth(k) + rng.gauss(0, NOISE_SD) + (rng.expovariate(1 / OUTLIERS[1]) if rng.random() < OUTLIERS[0] else 0.0)
 '''
 
 TRAIN = '''\
@@ -147,12 +215,14 @@ disturbed_below = 0.0
 '''
 
 
-def surrogate_workspace(root: Path, seed: int, tag: str) -> Path:
+def surrogate_workspace(root: Path, seed: int, tag: str, noise: float = 0.006, measured: dict | None = None) -> Path:
     from autoresearch.workspace import init
     root.mkdir(parents=True)
-    consts = "\n".join(f"{n} = {d!r}  # knob" for n, (_, d) in SEARCH.items())
+    defaults = measured["defaults"] if measured else {n: d for n, (_, d) in SEARCH.items()}
+    consts = "\n".join(f"{n} = {defaults[n]!r}  # knob" for n in SEARCH)
     (root / "train.py").write_text(TRAIN.format(constants=consts))
-    (root / "surface.py").write_text(SURFACE + f"SEED = {seed}\n")
+    surface = MEASURED.format(data=repr(measured)) if measured else SURFACE.replace("{noise}", repr(noise))
+    (root / "surface.py").write_text(surface + f"SEED = {seed}\n")
     (root / "program.md").write_text("Lower val_bpb by tuning the constants of train.py.\n")
     search = "\n".join(f"{n} = [{r[0]}, {r[1]}, \"{r[2]}\"]" for n, (r, _) in SEARCH.items())
     (root / "autoresearch.toml").write_text(TOML.format(search=search))
@@ -212,6 +282,9 @@ def agent_for(strategy: str):
     from autoresearch.agents.hybrid import HybridAgent
     if strategy == "random":
         return BuiltinAgent(sampler="random")
+    import json
+    if strategy == "builtin" and os.environ.get("AR_BUILTIN"):
+        return BuiltinAgent(**json.loads(os.environ["AR_BUILTIN"]))
     if strategy == "hybrid":
         return HybridAgent(BuiltinAgent(), StandInLLM(), llm_share=0.3)
     return BuiltinAgent()
@@ -220,7 +293,8 @@ def agent_for(strategy: str):
 STRATEGIES = ("builtin", "random", "tree", "hybrid")
 
 
-def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path) -> dict:
+def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: float = 0.006,
+        measured: dict | None = None, save: str = "") -> dict:
     from autoresearch.config import Config
     from autoresearch.study import Study
     tag = f"{strategy}-{seed}"
@@ -229,7 +303,7 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path) -> dict:
         from common import workspace
         root = workspace("smoke", root=str(tmp / tag), tag=tag).root
     else:
-        root = surrogate_workspace(tmp / tag / "ws", seed, tag)
+        root = surrogate_workspace(tmp / tag / "ws", seed, tag, noise, measured)
     from autoresearch.harness import Harness
     table = dict(Harness.load(root).section("study"))
     table.update(seed=seed, search="tree" if strategy == "tree" else "greedy", tree_k=3)
@@ -244,6 +318,9 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path) -> dict:
            "runs": len([p for p in (root / ".autoresearch" / "logs").glob(f"{tag}-*.log") if ".holdout" not in p.name]),
            "llm": sum((t.extra.get("agent") or {}).get("by") == "llm" for t in study.trials),
            "off_best": sum(t.extra.get("improves") is not None for t in study.trials)}
+    if save:
+        Path(save).mkdir(parents=True, exist_ok=True)
+        (Path(save) / f"{tag}.tsv").write_text((root / "results.tsv").read_text())
     if not real:
         base_truth = truth_of(root, study.ws.git("show", f"{base.commit}:train.py"))
         out["true"] = 100 * (truth_of(root, study.ws.git("show", f"{best.commit}:train.py")) / base_truth - 1)
@@ -260,6 +337,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--real", action="store_true", help="the GPT harness on the smoke profile (slow)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--noise", type=float, default=0.006, help="the surrogate's noise sd (the cpu profile's: 0.006)")
+    ap.add_argument("--save", default="", help="a folder to copy each study's results.tsv into (as STRATEGY-SEED.tsv)")
+    ap.add_argument("--surface", default="", help="a surface measured by benchmarks/landscape.py --out (JSON) "
+                                                 "instead of the made-up one")
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     bad = [s for s in strategies if s not in STRATEGIES]
@@ -268,14 +349,19 @@ def main(argv=None) -> int:
     if args.real:
         os.environ.setdefault("AUTORESEARCH_EMBEDDED_LIMIT", "1500")
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
-    print(f"mode: {'real GPT harness, smoke profile (3 s budget)' if args.real else 'surrogate surface, noise sd 0.006'}; "
+    import json
+    measured = json.loads(Path(args.surface).read_text()) if args.surface else None
+    mode = ("real GPT harness, smoke profile (3 s budget)" if args.real else
+            f"surface measured on the {measured['profile']} profile ({args.surface}), noise sd {measured.get('robust_sd') or measured['noise_sd']:.4f}"
+            if measured else f"surrogate surface, noise sd {args.noise:g}")
+    print(f"mode: {mode}; "
           f"{args.trials} trials x {args.seeds} seeds; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     results: dict = {s: [] for s in strategies}
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autoresearch-search-") as tmp:
         for seed in range(args.seeds):
             for s in strategies:
-                r = one(s, seed, args.trials, args.real, Path(tmp))
+                r = one(s, seed, args.trials, args.real, Path(tmp), args.noise, measured, args.save)
                 results[s].append(r)
                 print(f"  {s:8} seed {seed}: measured {r['measured']:+.2f}%"
                       + (f", true {r['true']:+.2f}%" if "true" in r else "")
