@@ -70,3 +70,24 @@ def test_a_pruned_trial_reaches_optuna_as_pruned_with_its_curve(tmp_path, monkey
     assert not p.invalid and p.extra["params"]["X"] != 5.5          # a pruned point is not proposed again
     told = [t for t in made[0].trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(told) == 1 and told[0].params == {"X": 5.5} and told[0].intermediate_values == {20: 3.1, 40: 3.0}
+
+
+def _ctx(tmp_path, history, best, number, text=TRAIN):
+    (tmp_path / "train.py").write_text(text)
+    return Context(root=tmp_path, program="", files={"train.py": text}, editable=("train.py",), history=tuple(history),
+                   best=best, trial_number=number, search={"X": [0.0, 6.0], "Y": [0.5, 8.0, "log"]})
+
+
+def test_every_knob_gets_a_first_move_before_the_model_takes_over(tmp_path):
+    """Screening: a knob never moved tells the model nothing, so each gets one broad move first, however
+    many startup trials are set; only then does TPE propose."""
+    history = [Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0, kind="baseline",
+                     extra={"knobs": {"X": 1.0, "Y": 3.0}})]
+    moved = []
+    for n in range(1, 3):
+        p = BuiltinAgent(n_startup_trials=1).propose(_ctx(tmp_path, history, history[0], n))
+        (name,) = [k for k, v in p.extra["params"].items() if v != history[0].extra["knobs"][k]]
+        moved.append(name)
+        history.append(Trial(number=n, state=TrialState.DISCARD, description=p.description, commit=f"c{n}",
+                             parent="c0", value=9.0, extra={"knobs": p.extra["params"]}))
+    assert sorted(moved) == ["X", "Y"], moved

@@ -5,10 +5,14 @@ Each proposal: find the knobs named in the `[search]` ranges with `ast`, rebuild
 Optuna TPE study from the trial history (each recorded trial's constants and its metric;
 crashes count as failures), ask it for a point, and apply only the one or two constants that
 moved furthest from the best's values, so every trial is one readable change
-(`MATRIX_LR 0.04 -> 0.08`). Until the history holds `n_startup_trials` results, it takes
-first steps from the best instead (one constant x/÷ 2-3, or 30-50% of its range, towards a
-side with room): broad, so that an effect has a chance to show above a run's noise, and, unlike
-random draws, one knob from a known-good point. Literals are rewritten in place: comments and layout stay.
+(`MATRIX_LR 0.04 -> 0.08`). Until every knob has been moved once (screening) and the history holds
+`n_startup_trials` results, it takes first steps from the best instead (one constant x/÷ 2-3, or
+30-50% of its range, towards a side with room): broad, so that an effect has a chance to show above
+a run's noise, and, unlike random draws, one knob from a known-good point. Screening every knob first
+is what made it beat random search on a surface measured on the real harness (benchmarks/search.py
+--surface): with 5 first moves and 11 knobs, TPE's draws for the knobs never moved carry no
+information and its phase chased single noisy values. `-o screen=false`: `n_startup_trials` first
+moves only. Literals are rewritten in place: comments and layout stay.
 `-o sampler=random` draws uniformly from the ranges from the first trial on, the same one or two
 constants applied: random search, the baseline an optimiser must beat (benchmarks/search.py).
 
@@ -105,13 +109,14 @@ class BuiltinAgent(Agent):
     name = "builtin"
 
     def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5,
-                 sampler: str = "tpe"):
+                 sampler: str = "tpe", screen: bool = True):
         self.file = file                      # which editable file holds the constants (default: first .py)
         self.max_changes = max(1, max_changes)
         self.n_startup_trials = n_startup_trials
         if sampler not in ("tpe", "random"):
             raise ConfigError(f"sampler = {sampler!r}: use tpe (default) or random")
         self.sampler = sampler                # random: uniform draws from the start, no model (a baseline)
+        self.screen = screen                  # every knob one first move before the model (False: n_startup_trials only)
 
     def check(self) -> None:
         import optuna  # noqa: F401  (a clear ImportError if the install is broken)
@@ -188,13 +193,19 @@ class BuiltinAgent(Agent):
                 continue
             study.add_trial(trial)
         rng = random.Random(f"{context.seed}/{context.trial_number}")   # a str seed is hashed: neighbours differ
-        local = len(study.trials) < self.n_startup_trials and self.sampler == "tpe"   # too little history: hill-climb
         order = sorted(dists)
         random.Random(context.seed).shuffle(order)
+        tried = {k for k in dists if len({p[k] for p in map(dict, seen)}) > 1}   # knobs the history has moved
+        unscreened = [k for k in order if k not in tried] if self.screen else []
+        local = self.sampler == "tpe" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
         for attempt in range(20):
             asked = study.ask(dists)
-            sampled = ({k: _round(v, dists[k]) for k, v in asked.params.items()} if not local
-                       else _local_move(current, dists, rng, order, context.trial_number + attempt))
+            if local and unscreened:
+                sampled = _local_move(current, dists, rng, unscreened, context.trial_number + attempt)
+            elif local:
+                sampled = _local_move(current, dists, rng, order, context.trial_number + attempt)
+            else:
+                sampled = {k: _round(v, dists[k]) for k, v in asked.params.items()}
             moved = sorted((k for k in dists if sampled[k] != current[k]),
                            key=lambda k: _distance(sampled[k], current[k], dists[k]), reverse=True)
             if not moved:
@@ -206,7 +217,11 @@ class BuiltinAgent(Agent):
             study.tell(asked, state=optuna.trial.TrialState.FAIL)  # only to move on; not a result
             if tuple(sorted(point.items())) in seen:
                 continue
-            (context.root / name).write_text(knobs.rewrite(source, change))
-            desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
-            return Proposal(desc, extra={"params": point})
+            return self._write(context, name, source, current, change, point)
         return Proposal("", invalid="the search found no untried point near the best after 20 draws")
+
+    @staticmethod
+    def _write(context, name, source, current, change, point) -> Proposal:
+        (context.root / name).write_text(knobs.rewrite(source, change))
+        desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
+        return Proposal(desc, extra={"params": point})

@@ -10,7 +10,7 @@ outcome). The optimiser learns from the LLM's trials: the study records every tr
 values (Trial.extra["knobs"], read from the files it ran), and the builtin agent rebuilds its
 TPE study from those records, whoever made the trial.
 
-Options: llm_share (0..1) and the optimiser's own (file, max_changes, n_startup_trials) are taken
+Options: llm_share (0..1) and the optimiser's own (file, max_changes, n_startup_trials, sampler, screen) are taken
 here; every other option goes to the LLM agent (model, base_url, max_turns, ...).
 """
 
