@@ -167,9 +167,9 @@ BASE = sum(DATA["baseline"]) / len(DATA["baseline"])
 
 def _curve(name):
     lo, hi, scale = DATA["ranges"][name]
-    pts = sorted([[DATA["defaults"][name], BASE, 1]] + DATA["points"][name])
+    pts = sorted([(DATA["defaults"][name], BASE)] + [(p[0], p[1]) for p in DATA["points"][name]])   # (value, mean)
     tr = (lambda v: math.log(max(v, 1e-12))) if scale == "log" else float
-    return [tr(v) for v, _, _ in pts], [m / BASE - 1 for _, m, _ in pts], tr
+    return [tr(v) for v, _ in pts], [m / BASE - 1 for _, m in pts], tr
 
 CURVES = {{n: _curve(n) for n in DATA["points"]}}
 
