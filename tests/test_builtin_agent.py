@@ -80,7 +80,7 @@ def _ctx(tmp_path, history, best, number, text=TRAIN):
 
 def test_every_knob_gets_a_first_move_before_the_model_takes_over(tmp_path):
     """Screening: a knob never moved tells the model nothing, so each gets one broad move first, however
-    many startup trials are set; only then does TPE propose."""
+    few startup trials are set."""
     history = [Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0, kind="baseline",
                      extra={"knobs": {"X": 1.0, "Y": 3.0}})]
     moved = []

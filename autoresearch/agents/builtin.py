@@ -195,17 +195,15 @@ class BuiltinAgent(Agent):
         rng = random.Random(f"{context.seed}/{context.trial_number}")   # a str seed is hashed: neighbours differ
         order = sorted(dists)
         random.Random(context.seed).shuffle(order)
-        tried = {k for k in dists if len({p[k] for p in map(dict, seen)}) > 1}   # knobs the history has moved
+        points = [dict(p) for p in seen]
+        tried = {k for k in dists if len({p[k] for p in points}) > 1}   # knobs the history has moved
         unscreened = [k for k in order if k not in tried] if self.screen else []
         local = self.sampler == "tpe" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
+        turns = unscreened or order                  # first moves: the knobs not moved yet, else all in turn
         for attempt in range(20):
             asked = study.ask(dists)
-            if local and unscreened:
-                sampled = _local_move(current, dists, rng, unscreened, context.trial_number + attempt)
-            elif local:
-                sampled = _local_move(current, dists, rng, order, context.trial_number + attempt)
-            else:
-                sampled = {k: _round(v, dists[k]) for k, v in asked.params.items()}
+            sampled = ({k: _round(v, dists[k]) for k, v in asked.params.items()} if not local
+                       else _local_move(current, dists, rng, turns, context.trial_number + attempt))
             moved = sorted((k for k in dists if sampled[k] != current[k]),
                            key=lambda k: _distance(sampled[k], current[k], dists[k]), reverse=True)
             if not moved:
@@ -217,11 +215,7 @@ class BuiltinAgent(Agent):
             study.tell(asked, state=optuna.trial.TrialState.FAIL)  # only to move on; not a result
             if tuple(sorted(point.items())) in seen:
                 continue
-            return self._write(context, name, source, current, change, point)
+            (context.root / name).write_text(knobs.rewrite(source, change))
+            desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
+            return Proposal(desc, extra={"params": point})
         return Proposal("", invalid="the search found no untried point near the best after 20 draws")
-
-    @staticmethod
-    def _write(context, name, source, current, change, point) -> Proposal:
-        (context.root / name).write_text(knobs.rewrite(source, change))
-        desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
-        return Proposal(desc, extra={"params": point})
