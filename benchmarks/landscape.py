@@ -67,6 +67,7 @@ class SweepAgent(Agent):
 def main(argv=None) -> int:
     from autoresearch.config import Config
     from autoresearch.harness import DEFAULT_SEARCH, Harness
+    from autoresearch.judge import Judge
     from autoresearch.study import Study
     from common import workspace
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -93,15 +94,15 @@ def main(argv=None) -> int:
         base = list(study.trials[0].values)
         groups: dict = {}
         for t in study.trials[1:]:
-            name, value = (t.extra.get("agent") or {}).get("sweep") or t.extra.get("sweep") or (None, None)
+            name, value = (t.extra.get("agent") or {}).get("sweep") or (None, None)
             if name is None or t.value is None:
                 continue
             groups.setdefault((name, value), []).append(t.value)
     mean = statistics.fmean(base)
     pairs = [v for vs in groups.values() if len(vs) > 1 for v in vs]
-    ss = sum((v - statistics.fmean(vs)) ** 2 for vs in groups.values() for v in vs) + sum((v - mean) ** 2 for v in base)
-    dof = sum(len(vs) - 1 for vs in groups.values()) + len(base) - 1
-    sd = math.sqrt(ss / dof) if dof else 0.0
+    pooled = Judge()
+    pooled.fit([base, *groups.values()])          # the judge's own pooled sd of repeats
+    sd, dof = pooled.sd, pooled.dof
     diffs = sorted(abs(vs[0] - vs[1]) for vs in groups.values() if len(vs) == 2)
     robust = statistics.median(diffs) / 0.6745 / math.sqrt(2) if diffs else 0.0   # sd from the median pair gap
     far = [g for g in diffs if g > 4 * robust]          # a pair this far apart holds a run far off (one of its two)

@@ -71,7 +71,7 @@ a run far off now and then. The largest one-knob gains: WARMUP_RATIO 0.1-0.15 (-
 FINAL_LR_FRAC 0.1 (-2.9%); UNEMBEDDING_LR / 4 costs +11%. On that measured surface (--surface, noise
 0.018 plus 15% outliers of mean 0.1), 20 trials, true values:
 
-    builtin, 5 first moves then TPE (before)      -5.80 +- 0.44   (6 seeds)
+    builtin, 5 first moves then TPE (before)      -5.80 +- 0.44   (6 seeds; now --builtin-option screen=false)
     random                                        -5.52 +- 1.02   (10 seeds)
     builtin, every knob screened first (now)      -7.92 +- 2.63   (10 seeds): -2.39% vs random, se 0.89
     ... and a step further after each keep        -6.70 +- 2.20   (10 seeds; dropped)
@@ -99,6 +99,7 @@ Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
@@ -111,6 +112,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoresearch import knobs  # noqa: E402
+from autoresearch.cli import _options  # noqa: E402
 from autoresearch.agents import Agent, Proposal  # noqa: E402
 
 # ---------------------------------------------------------------- the surrogate harness
@@ -158,7 +160,8 @@ def measure(k):
 MEASURED = '''\
 """Read-only: benchmarks/search.py's surface measured on the real harness (benchmarks/landscape.py):
 val_bpb = the baseline's mean x (1 + the sum over knobs of each knob's measured change, interpolated
-in its search scale), plus Gaussian noise of the measured sd. Additive: it knows no interactions."""
+in its search scale), plus Gaussian noise of the measured sd and, as often as the sweep saw one, an
+upward outlier. Additive: it knows no interactions."""
 import bisect, math, os, random
 DATA = {data}
 NOISE_SD = DATA.get("robust_sd") or DATA["noise_sd"]      # most runs' noise
@@ -277,24 +280,21 @@ class StandInLLM(Agent):
 
 
 # ---------------------------------------------------------------- strategies
-def agent_for(strategy: str):
+def agent_for(strategy: str, builtin_options: dict | None = None):
     from autoresearch.agents.builtin import BuiltinAgent
     from autoresearch.agents.hybrid import HybridAgent
     if strategy == "random":
         return BuiltinAgent(sampler="random")
-    import json
-    if strategy == "builtin" and os.environ.get("AR_BUILTIN"):
-        return BuiltinAgent(**json.loads(os.environ["AR_BUILTIN"]))
     if strategy == "hybrid":
         return HybridAgent(BuiltinAgent(), StandInLLM(), llm_share=0.3)
-    return BuiltinAgent()
+    return BuiltinAgent(**(builtin_options or {}))
 
 
 STRATEGIES = ("builtin", "random", "tree", "hybrid")
 
 
 def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: float = 0.006,
-        measured: dict | None = None, save: str = "") -> dict:
+        measured: dict | None = None, save: str = "", builtin_options: dict | None = None) -> dict:
     from autoresearch.config import Config
     from autoresearch.study import Study
     tag = f"{strategy}-{seed}"
@@ -308,7 +308,7 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
     table = dict(Harness.load(root).section("study"))
     table.update(seed=seed, search="tree" if strategy == "tree" else "greedy", tree_k=3)
     t0 = time.monotonic()
-    study = Study(root, tag=tag, agent=agent_for(strategy), config=Config.load(table, environ={}))
+    study = Study(root, tag=tag, agent=agent_for(strategy, builtin_options), config=Config.load(table, environ={}))
     study.optimize(max_trials=trials)
     wall = time.monotonic() - t0
     base = study.trials[0]
@@ -338,6 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--real", action="store_true", help="the GPT harness on the smoke profile (slow)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--noise", type=float, default=0.006, help="the surrogate's noise sd (the cpu profile's: 0.006)")
+    ap.add_argument("--builtin-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the builtin agent for the builtin and tree strategies, as `-o` takes it "
+                         "(screen=false: the first moves before screening)")
     ap.add_argument("--save", default="", help="a folder to copy each study's results.tsv into (as STRATEGY-SEED.tsv)")
     ap.add_argument("--surface", default="", help="a surface measured by benchmarks/landscape.py --out (JSON) "
                                                  "instead of the made-up one")
@@ -349,7 +352,7 @@ def main(argv=None) -> int:
     if args.real:
         os.environ.setdefault("AUTORESEARCH_EMBEDDED_LIMIT", "1500")
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
-    import json
+    builtin_options = _options(args.builtin_option)
     measured = json.loads(Path(args.surface).read_text()) if args.surface else None
     mode = ("real GPT harness, smoke profile (3 s budget)" if args.real else
             f"surface measured on the {measured['profile']} profile ({args.surface}), noise sd {measured.get('robust_sd') or measured['noise_sd']:.4f}"
@@ -361,7 +364,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="autoresearch-search-") as tmp:
         for seed in range(args.seeds):
             for s in strategies:
-                r = one(s, seed, args.trials, args.real, Path(tmp), args.noise, measured, args.save)
+                r = one(s, seed, args.trials, args.real, Path(tmp), args.noise, measured, args.save, builtin_options)
                 results[s].append(r)
                 print(f"  {s:8} seed {seed}: measured {r['measured']:+.2f}%"
                       + (f", true {r['true']:+.2f}%" if "true" in r else "")
