@@ -129,12 +129,22 @@ def rewrite(source: str, values: dict[str, object]) -> str:
     missing = [n for n in values if n not in knobs]
     if missing:
         raise KeyError(f"no such constant: {', '.join(missing)}")
+    return _put(source, [(knobs[n], format_value(v)) for n, v in values.items()])
+
+
+def skeleton(source: str) -> str:
+    """The source with every knob's literal set aside (`...`): two files with the same skeleton differ
+    in their knobs' values only (however the values are written). Raises SyntaxError as find() does."""
+    return _put(source, [(k, "...") for k in find(source).values()])
+
+
+def _put(source: str, texts: list[tuple[Knob, str]]) -> str:
+    """Each knob's literal replaced by its text."""
     lines = source.splitlines(keepends=True)
     # replace from the bottom up so earlier offsets stay valid
-    for knob in sorted((knobs[n] for n in values), key=lambda k: (k.line, k.col), reverse=True):
+    for knob, text in sorted(texts, key=lambda kt: (kt[0].line, kt[0].col), reverse=True):
         # ast offsets are UTF-8 byte offsets; work in bytes per line
         first = lines[knob.line - 1].encode()
         last = lines[knob.end_line - 1].encode()
-        new = (first[:knob.col].decode() + format_value(values[knob.name]) + last[knob.end_col:].decode())
-        lines[knob.line - 1:knob.end_line] = [new]
+        lines[knob.line - 1:knob.end_line] = [first[:knob.col].decode() + text + last[knob.end_col:].decode()]
     return "".join(lines)

@@ -31,3 +31,11 @@ def test_knobs_rewrite_keeps_comments_and_layout():
     assert out.replace("6 ", "4 ", 1).replace("0.05", "0.04").replace("-0.0002", "-1e-3") == SRC
     with pytest.raises(KeyError):
         knobs.rewrite(SRC, {"EXPR": 1})
+
+
+def test_the_skeleton_sets_the_knobs_values_aside_and_keeps_everything_else():
+    a = "LR = 0.08  # the rate\nDEPTH = 2\nx = LR * DEPTH\n"
+    assert knobs.skeleton(a) == "LR = ...  # the rate\nDEPTH = ...\nx = LR * DEPTH\n"
+    assert knobs.skeleton(a) == knobs.skeleton(a.replace("0.08", "0.080").replace("2\n", "3\n", 1))
+    assert knobs.skeleton(a) != knobs.skeleton(a.replace("LR * DEPTH", "LR * DEPTH * 2"))
+    assert knobs.skeleton(a) != knobs.skeleton(a.replace("# the rate", "# a rate"))
