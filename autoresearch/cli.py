@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-cost", type=float, help="stop when the agent has cost this many US dollars in total")
     sp.add_argument("--stall", type=int, help="stop after N trials in a row without a keep")
     sp.add_argument("--prune", action=argparse.BooleanOptionalAction, default=None,
-                    help="stop a run whose curve falls behind the best's beyond the noise (default: [study] prune)")
+                    help="stop a run whose curve falls behind the best's beyond the noise (default: [study] prune, on)")
     sp.add_argument("--search", choices=["greedy", "tree"], help="greedy (default): every proposal improves the best; "
                                                                   "tree: one of the top tree_k trials ([study] tree_k, 3)")
     sp.add_argument("--baseline-runs", type=int, help="baseline repeats to measure noise (default 3)")

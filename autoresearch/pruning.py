@@ -7,23 +7,31 @@ The harness prints cheap progress lines while it trains, one per tenth of its ti
 Every run's curve (fraction -> loss, and the wall seconds it took to get there) is kept with its
 trial (`extra["curves"]`, one list per run). A study with `prune = true` hands each trial's first
 run a Reference (picklable: it travels with the Job to a worker process or a Ray node): the best's
-curve (the mean of its runs) and, for the noise at each fraction, the spread of the baseline
-repeats' curves there. Where the run executes, a Watch reads its progress lines, keeps its curve,
-and asks the rule at each one; the rule's answer stops the run through the runner (its process
-group is killed, `killed = "pruned"`), and the run becomes a DISCARD whose reason starts
-"pruned at 40%: ...". Baseline runs, re-runs of the best and re-runs of a candidate (close calls,
-re-based ones) are never pruned.
+curve (the mean of its runs) and the baseline repeats' curves (their spread is the noise). Where
+the run executes, a Watch reads its progress lines, keeps its curve, and asks the rule at each one;
+the rule's answer stops the run through the runner (its process group is killed, `killed =
+"pruned"`), and the run becomes a DISCARD whose reason starts "pruned at 40%: ...". Baseline runs, re-runs of the best and re-runs of a candidate (close calls,
+re-based ones) are never pruned, nor is a change of code: a trial is compared with the best only
+when its editable files are the best's but for the values of their knobs (comparable()).
 
-The rule, at fraction f >= `after` (0.2): prune when
+The rule, at fraction f >= `after` (0.2), for a run whose gap to the best there is
+gap(f) = loss(f) - best(f): prune when
 
-    loss(f) > best(f) + sigma x noise(f) x sqrt(1 + 1/n_best)
-    noise(f) = max(sd of the baseline repeats' losses at f, floor x best(f))
+    gap(f) > sigma x noise(f) x sqrt(1 + 1/n_best)           (behind by more than the noise allows)
+    and gap(f) > gap(f') - noise(f)                          (and not catching up since its last point f')
+    noise(f) = max(pooled relative sd of the baseline repeats, floor) x best(f)
 
-(one run against the mean of the best's n_best runs; `floor`, 1% of the loss, stands in where the
-repeats agree too well, e.g. seeded runs, or where there is one). The rule is an Optuna pruner
-(`band_pruner()`, an `optuna.pruners.BasePruner` like Optuna's ThresholdPruner, with a threshold per
-step from the reference): the Watch reports each point to an in-memory Optuna trial
-(step = percent of the budget) and asks `trial.should_prune()`.
+(one run against the mean of the best's n_best runs). The noise is pooled: the repeats' deviations
+from their mean curve at every judged fraction, relative to it, make one sd (with 3 repeats and 8
+fractions, 16 degrees of freedom; the sd at one fraction alone has 2, and it swung between 0.4% and
+1.6% of the loss from one point to the next on the cpu profile, which made the verdicts arbitrary).
+`floor` stands in where the repeats agree too well (seeded runs) or there is one. The second
+condition is for changes that are behind early by design and then close the gap (a warmup keeps the
+LR low at the start, whatever it does for the final value): a run gaining on the best by more than
+the noise since its last point goes on. The rule is an Optuna pruner (`band_pruner()`, an
+`optuna.pruners.BasePruner` like Optuna's ThresholdPruner, with a threshold per step from the
+reference and the trial's own previous step): the Watch reports each point to an in-memory Optuna
+trial (step = percent of the budget) and asks `trial.should_prune()`.
 """
 
 from __future__ import annotations
@@ -43,29 +51,45 @@ class Reference:
     best: tuple                  # ((fraction, mean loss of the best's runs), ...)
     baseline: tuple              # ((fraction, (loss of each baseline run, ...)), ...)
     best_runs: int = 1
-    sigma: float = 3.0
+    sigma: float = 1.0
     floor: float = 0.01          # relative: the noise is at least this fraction of the best's loss
     after: float = 0.2           # no verdict before this fraction of the budget
 
+    def spread(self) -> float:
+        """The baseline repeats' pooled sd at the judged fractions, relative to their mean curve (0: < 2 runs)."""
+        sq, df = 0.0, 0
+        for f, losses in self.baseline:
+            if f >= self.after and len(losses) >= 2:
+                mean = statistics.fmean(losses)
+                sq += sum(((x - mean) / mean) ** 2 for x in losses)
+                df += len(losses) - 1
+        return math.sqrt(sq / df) if df else 0.0
+
     def limit(self, fraction: float) -> tuple[float, float, float] | None:
-        """(best's loss, noise, the loss above which a run is pruned) at this fraction, or None."""
+        """(best's loss, noise, the loss above which a run is behind) at this fraction, or None."""
         best = dict(self.best).get(fraction)
         if best is None or fraction < self.after:
             return None
-        losses = dict(self.baseline).get(fraction, ())
-        spread = statistics.stdev(losses) if len(losses) >= 2 else 0.0
-        noise = max(spread, self.floor * abs(best))
+        noise = max(self.spread(), self.floor) * abs(best)
         return best, noise, best + self.sigma * noise * math.sqrt(1 + 1 / max(1, self.best_runs))
 
-    def check(self, fraction: float, loss: float) -> str:
-        """'' (go on), or why a run at `loss` at this fraction is pruned."""
+    def check(self, fraction: float, loss: float, before: tuple[float, float] | None = None) -> str:
+        """'' (go on), or why a run at `loss` at this fraction is pruned; `before`: the run's previous point
+        (fraction, loss), if it had one."""
         lim = self.limit(fraction)
         if lim is None or not loss > lim[2]:       # (a NaN loss is the run's own crash, not a verdict)
             return ""
         best, noise, limit = lim
+        gap, was = loss - best, None
+        if before is not None and dict(self.best).get(before[0]) is not None:
+            was = before[1] - dict(self.best)[before[0]]
+            if not gap > was - noise:               # catching up: a schedule that starts slow, say
+                return ""
+        n = max((len(v) for _, v in self.baseline), default=0)
         return (f"pruned at {fraction:.0%}: train loss {loss:.4f} > {limit:.4f} (the best's {best:.4f} + "
-                f"{self.sigma:g} x noise {noise:.4f} at {fraction:.0%}, from {len(dict(self.baseline).get(fraction, ()))} "
-                f"baseline run(s))")
+                f"{self.sigma:g} x noise {noise:.4f}, pooled from {n} baseline run(s))"
+                + (f", not catching up (behind by {gap:.4f}, by {was:.4f} at {before[0]:.0%})" if was is not None
+                   else ""))
 
 
 _BAND: type | None = None
@@ -87,7 +111,10 @@ def band_pruner(reference: Reference):
                 step = trial.last_step
                 if step is None:
                     return False
-                self.reason = self.reference.check(step / 100, trial.intermediate_values[step])
+                values = trial.intermediate_values
+                earlier = [s for s in values if s < step]
+                before = (max(earlier) / 100, values[max(earlier)]) if earlier else None
+                self.reason = self.reference.check(step / 100, values[step], before)
                 return bool(self.reason)
         _BAND = BandPruner
     return _BAND(reference)
@@ -150,13 +177,14 @@ def curves_of(trial) -> list[dict]:
 
 
 def reference(trials, best, config) -> Reference | None:
-    """The reference for a trial's run: the best's curves against the baseline repeats' (None: no curves)."""
+    """The reference for a trial's run: the best's curves against the baseline repeats' (None: no curves,
+    or fewer than two baseline runs with one: no measured noise, no verdict)."""
     base = next((t for t in trials if t.kind == "baseline"), None)
     if base is None or best is None:
         return None
     runs = curves_of(base)
     best_runs = curves_of(best) if best.number != base.number else runs
-    if not runs or not best_runs:
+    if len(runs) < 2 or not best_runs:
         return None
     shared = set.intersection(*(set(c) for c in best_runs))
     means = tuple((f, statistics.fmean(c[f] for c in best_runs)) for f in sorted(shared))
@@ -165,9 +193,32 @@ def reference(trials, best, config) -> Reference | None:
 
 
 def for_run(study, cand, kind: str) -> Reference | None:
-    """A Reference for this run of cand, or None: pruning off, a baseline run, a re-run of the best, or
-    not the candidate's first run (a close call's re-run, a re-based candidate's run again)."""
+    """A Reference for this run of cand, or None: pruning off, a baseline run, a re-run of the best, not
+    the candidate's first run (a close call's re-run, a re-based candidate's run again), or a change of
+    code rather than of knob values (comparable())."""
     if (not getattr(study.config, "prune", False) or cand is None or cand.kind == "baseline" or kind == "best"
-            or cand.submitted > 1):
+            or cand.submitted > 1 or study.best is None):
         return None
-    return reference(study.trials, study.best, study.config)
+    ref = reference(study.trials, study.best, study.config)
+    return ref if ref is not None and comparable(study, cand.commit, study.best.commit) else None
+
+
+def comparable(study, commit: str, best: str) -> bool:
+    """Whether commit's editable files are best's but for their knobs' values: then the train loss its
+    progress lines print means what the best's meant, and the curves compare. A change of code may
+    change what that loss is (a new loss term, another tokenizer, a different smoothing), so its curve
+    says nothing against the best's: it runs to the end and its value is judged as always."""
+    from autoresearch import knobs
+    from autoresearch.errors import WorkspaceError
+    if not commit or not best:
+        return False
+    try:
+        for f in study.harness.editable:
+            mine, theirs = (study.ws.git("show", f"{c}:{f}") for c in (commit, best))
+            if f.endswith(".py"):
+                mine, theirs = knobs.skeleton(mine), knobs.skeleton(theirs)
+            if mine != theirs:
+                return False
+    except (WorkspaceError, SyntaxError, ValueError):      # missing, unparsable: not comparable
+        return False
+    return True
