@@ -10,9 +10,10 @@ run a Reference (picklable: it travels with the Job to a worker process or a Ray
 curve (the mean of its runs) and the baseline repeats' curves (their spread is the noise). Where
 the run executes, a Watch reads its progress lines, keeps its curve, and asks the rule at each one;
 the rule's answer stops the run through the runner (its process group is killed, `killed =
-"pruned"`), and the run becomes a DISCARD whose reason starts "pruned at 40%: ...". Baseline runs, re-runs of the best and re-runs of a candidate (close calls,
-re-based ones) are never pruned, nor is a change of code: a trial is compared with the best only
-when its editable files are the best's but for the values of their knobs (comparable()).
+"pruned"`), and the run becomes a DISCARD whose reason starts "pruned at 40%: ...". Baseline
+runs, re-runs of the best and re-runs of a candidate (close calls, re-based ones) are never pruned,
+nor is a change of code: a trial is compared with the best only when its editable files are the
+best's but for the values of their knobs (comparable()).
 
 The rule, at fraction f >= `after` (0.2), for a run whose gap to the best there is
 gap(f) = loss(f) - best(f): prune when
@@ -81,8 +82,9 @@ class Reference:
             return ""
         best, noise, limit = lim
         gap, was = loss - best, None
-        if before is not None and dict(self.best).get(before[0]) is not None:
-            was = before[1] - dict(self.best)[before[0]]
+        then = dict(self.best).get(before[0]) if before is not None else None
+        if then is not None:
+            was = before[1] - then
             if not gap > was - noise:               # catching up: a schedule that starts slow, say
                 return ""
         n = max((len(v) for _, v in self.baseline), default=0)
@@ -112,8 +114,8 @@ def band_pruner(reference: Reference):
                 if step is None:
                     return False
                 values = trial.intermediate_values
-                earlier = [s for s in values if s < step]
-                before = (max(earlier) / 100, values[max(earlier)]) if earlier else None
+                prev = max((s for s in values if s < step), default=None)
+                before = (prev / 100, values[prev]) if prev is not None else None
                 self.reason = self.reference.check(step / 100, values[step], before)
                 return bool(self.reason)
         _BAND = BandPruner
