@@ -7,6 +7,14 @@ over seeds.
     python benchmarks/search.py                               # surrogate harness, 20 trials x 3 seeds (minutes)
     python benchmarks/search.py --real --trials 6 --seeds 1   # the real GPT harness, smoke profile (slow)
     python benchmarks/search.py --surface benchmarks/landscape-smoke.json   # measured by benchmarks/landscape.py
+    python benchmarks/search.py --real --remeasure 5 ...     # then every final best re-measured, side by side
+    python benchmarks/search.py --remeasure-saved DIR        # the final bests a --save left, re-measured
+
+--remeasure K (real): a study's "best vs its own baseline" carries that baseline's luck and the
+winner's curse of its kept value (the best is the lowest of many noisy readings), both as large as the
+effects searched for. So afterwards every study's final best and the one shared baseline run K times
+in one fresh workspace, in a new shuffled order each round; a study's figure is the median over rounds
+of its best's run against the baseline's run of the same round (paired: a slow spell moves both).
 
 --surface FILE: the surrogate's surface is one measured on the real harness, one knob at a time
 (benchmarks/landscape.py --out FILE): the baseline's mean times one plus the sum of each knob's
@@ -91,6 +99,28 @@ Then on real training, --real --trials 20 --seeds 3 --strategies builtin,random 
     so every trial was judged against a lucky low mean. Each study's "best vs its own baseline" carries
     that baseline's luck, as large as the effects searched for; a fairer figure re-measures every
     study's final best and one shared baseline side by side (not done yet).
+
+Stop 15's six final bests re-measured (--remeasure-saved, 5 rounds, 438 s): builtin (TPE) -0.58 +- 0.86
+(seeds -1.56, -0.18, +0.00), random -1.94 +- 1.76 (-1.95, -0.18, -3.69); builtin - random +1.36%, se
+1.13%. The builtin's -2.01% above was mostly its studies' luck.
+
+Then the gp (agents/gp.py) became the builtin's model after screening (sampler=gp; TPE is
+sampler=tpe). Surfaces, true values: measured (--surface, 10 seeds) gp -8.60 +- 3.11, TPE -7.92 +-
+2.63, random -5.52 +- 1.02; made-up (3 seeds) gp -2.14 +- 0.62, TPE -1.93 +- 0.44. Real, --real
+--trials 20 --seeds 3 --strategies builtin,random --save DIR, quiet (load average 1.2-1.6), 2613 s,
+pruning on (the default since stop 16; the studies above had none):
+
+    builtin    -2.33 +- 0.97   (seeds: -3.40, -1.53, -2.05; 1.3 keeps, 71.3 runs a study, 532 s)
+    random     -3.37 +- 1.29   (seeds: -4.76, -3.15, -2.20; 2.3 keeps, 44.7 runs, 333 s)
+
+and every final best of this run and of stop 15's re-measured together (--remeasure-saved on one
+folder, 5 rounds, 60 runs, 862 s; random-1x are stop 15's random studies, tpe its builtin ones):
+
+    builtin (gp)  -0.60 +- 0.43   (-0.92, -0.12, -0.77)
+    random        -1.74 +- 1.02   (this run -2.96, -3.01, -1.32; stop 15's -1.59, -0.60, -0.93)
+    tpe           -0.14 +- 0.68   (-0.89, +0.45, +0.00)
+    builtin - random: +1.14% (se 0.49%): random ahead by more than 2 se. The re-measurement is noisy
+    too (a run's sd 0.02-0.03; stop 15's random-2 read -3.69 the first time, -0.93 here).
 
 Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
 38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
@@ -318,13 +348,109 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
            "runs": len([p for p in (root / ".autoresearch" / "logs").glob(f"{tag}-*.log") if ".holdout" not in p.name]),
            "llm": sum((t.extra.get("agent") or {}).get("by") == "llm" for t in study.trials),
            "off_best": sum(t.extra.get("improves") is not None for t in study.trials)}
+    out["base_text"] = study.ws.git("show", f"{base.commit}:train.py")
+    out["best_text"] = study.ws.git("show", f"{best.commit}:train.py")
     if save:
         Path(save).mkdir(parents=True, exist_ok=True)
         (Path(save) / f"{tag}.tsv").write_text((root / "results.tsv").read_text())
+        (Path(save) / f"{tag}.best.py").write_text(out["best_text"])
     if not real:
         base_truth = truth_of(root, study.ws.git("show", f"{base.commit}:train.py"))
         out["true"] = 100 * (truth_of(root, study.ws.git("show", f"{best.commit}:train.py")) / base_truth - 1)
     return out
+
+
+def remeasure(codes: dict, rounds: int, seed: int = 0) -> dict:
+    """Each train.py text of `codes` (label -> text) run `rounds` times in one fresh smoke workspace, in a
+    new shuffled order each round, so that a slow spell of the machine falls on all of them alike.
+    Returns label -> the values of its runs (a run that did not end with a value: None)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import workspace
+    from autoresearch.harness import Harness
+    from autoresearch.measurement import checksums, measure
+    ws = workspace("smoke", tag="remeasure")
+    harness = Harness.load(ws.root)
+    sums = checksums(ws.root, harness.readonly)
+    out: dict = {label: [] for label in codes}
+    rng, n = random.Random(f"remeasure/{seed}"), 0
+    for r in range(rounds):
+        order = list(codes)
+        rng.shuffle(order)
+        for label in order:
+            (ws.root / "train.py").write_text(codes[label])
+            n += 1
+            m = measure(ws.root, harness, sums, ws.root / f".autoresearch/logs/r{n}.log",
+                        ws.root / f".autoresearch/models/r{n}.pt")
+            out[label].append(m.value if m.state.value == "keep" else None)
+        print(f"  re-measure round {r + 1}/{rounds}: " + ", ".join(
+            f"{label} {out[label][-1] if out[label][-1] is not None else '-'}" for label in codes), flush=True)
+    return out
+
+
+def remeasured_table(bests: dict, base_text: str, rounds: int) -> dict:
+    """bests: (strategy, seed) -> the final best's train.py. Every distinct text and the baseline's measured
+    `rounds` times side by side (remeasure()); each study's figure, in %: the median over rounds of its
+    best's run against the baseline's run of the same round (paired: a slow spell of the machine moves
+    both; the median: now and then a smoke run lands far off)."""
+    texts = {"base": base_text}
+    label_of = {}
+    for key, text in bests.items():
+        label = next((k for k, t in texts.items() if t == text), None)
+        if label is None:
+            label = f"{key[0]}-{key[1]}"
+            texts[label] = text
+        label_of[key] = label
+    runs = remeasure(texts, rounds)
+    out = {}
+    for key, label in label_of.items():
+        pairs = [b / a - 1 for a, b in zip(runs["base"], runs[label]) if a is not None and b is not None]
+        out[key] = 100 * statistics.median(pairs) if pairs else float("nan")
+    base = [v for v in runs["base"] if v is not None]
+    print(f"  shared baseline: median {statistics.median(base):.4f} of {len(base)} runs "
+          f"(sd {statistics.stdev(base) if len(base) > 1 else 0.0:.4f}); {sum(len(v) for v in runs.values())} runs")
+    return out
+
+
+def verdict(a: list, b: list, what: str) -> str:
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    word = ("beats random by more than 2 se" if diff < -2 * se else
+            "random ahead by more than 2 se" if diff > 2 * se else "within 2 se")
+    return f"builtin - random ({what}): {diff:+.2f}% (se over seeds {se:.2f}%; {word})"
+
+
+def print_remeasured(again: dict) -> None:
+    strategies = sorted({s for s, _ in again}, key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else 99)
+    print(f"{'strategy':10} {'best vs the shared baseline, % (median of rounds)':44} seeds")
+    for s in strategies:
+        xs = [again[k] for k in sorted(again) if k[0] == s]
+        print(f"{s:10} {_ms(xs):44} {', '.join(f'{x:+.2f}' for x in xs)}")
+    a = [v for (s, _), v in sorted(again.items()) if s == "builtin"]
+    b = [v for (s, _), v in sorted(again.items()) if s == "random"]
+    if len(a) > 1 and len(b) > 1:
+        print("\n" + verdict(a, b, "re-measured"))
+
+
+def remeasure_saved(folder: Path, rounds: int, argv) -> int:
+    """--remeasure-saved: the final bests a --save left, re-measured against the harness' own train.py."""
+    from autoresearch.harness import copy_into
+    t0 = time.monotonic()
+    print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+    bests = {}
+    for f in sorted(folder.glob("*.best.py")):
+        strategy, _, seed = f.name[: -len(".best.py")].rpartition("-")
+        bests[(strategy, int(seed))] = f.read_text()
+    if not bests:
+        print(f"{folder} holds no STRATEGY-SEED.best.py files (search.py --save writes them)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        copy_into(tmp, "smoke")
+        base = (Path(tmp) / "train.py").read_text()
+    print(f"re-measure {len(bests)} saved final bests from {folder}, {rounds} runs each beside the baseline; "
+          f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    print_remeasured(remeasured_table(bests, base, rounds))
+    print(f"total {time.monotonic() - t0:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
+    return 0
 
 
 def _ms(xs) -> str:
@@ -342,6 +468,11 @@ def main(argv=None) -> int:
                     help="an option of the builtin agent for the builtin and tree strategies, as `-o` takes it "
                          "(screen=false: the first moves before screening)")
     ap.add_argument("--save", default="", help="a folder to copy each study's results.tsv into (as STRATEGY-SEED.tsv)")
+    ap.add_argument("--remeasure", type=int, default=0, metavar="K",
+                    help="--real: afterwards, run every study's final best and the baseline K times side by side "
+                         "in one workspace, and compare those (default 0: not)")
+    ap.add_argument("--remeasure-saved", default="", metavar="DIR",
+                    help="no studies: re-measure the STRATEGY-SEED.best.py files a --save left in DIR (--remeasure K times)")
     ap.add_argument("--surface", default="", help="a surface measured by benchmarks/landscape.py --out (JSON) "
                                                  "instead of the made-up one")
     args = ap.parse_args(argv)
@@ -349,8 +480,10 @@ def main(argv=None) -> int:
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         ap.error(f"unknown strategies {bad}; known: {', '.join(STRATEGIES)}")
-    if args.real:
+    if args.real or args.remeasure_saved:
         os.environ.setdefault("AUTORESEARCH_EMBEDDED_LIMIT", "1500")
+    if args.remeasure_saved:
+        return remeasure_saved(Path(args.remeasure_saved), args.remeasure or 5, argv)
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     builtin_options = _options(args.builtin_option)
     measured = json.loads(Path(args.surface).read_text()) if args.surface else None
@@ -378,14 +511,14 @@ def main(argv=None) -> int:
               f" {statistics.fmean(r['off_best'] for r in rs):9.1f} {statistics.fmean(r['llm'] for r in rs):4.1f}"
               f" {statistics.fmean(r['wall'] for r in rs):8.0f}")
     key = "measured" if args.real else "true"
-    if "builtin" in results and "random" in results and args.seeds > 1:
-        a = [r[key] for r in results["builtin"]]
-        b = [r[key] for r in results["random"]]
-        diff = statistics.fmean(a) - statistics.fmean(b)
-        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-        verdict = ("beats random by more than 2 se" if diff < -2 * se else
-                   "random ahead by more than 2 se" if diff > 2 * se else "within 2 se")
-        print(f"\nbuiltin - random ({key}): {diff:+.2f}% (se over seeds {se:.2f}%; {verdict})")
+    both = "builtin" in results and "random" in results and args.seeds > 1
+    if both:
+        print("\n" + verdict([r[key] for r in results["builtin"]], [r[key] for r in results["random"]], key))
+    if args.real and args.remeasure:
+        print(f"\nre-measured: every study's final best and the baseline, {args.remeasure} runs each, side by side")
+        again = remeasured_table({(s, i): r["best_text"] for s, rs in results.items() for i, r in enumerate(rs)},
+                                 next(iter(results.values()))[0]["base_text"], args.remeasure)
+        print_remeasured(again)
     print(f"total {time.monotonic() - t0:.0f} s; load average at end {os.getloadavg()[0]:.2f} "
           f"(1/5/15 min: {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
     return 0
