@@ -1,20 +1,21 @@
-"""The builtin agent: no LLM, no network. It tunes the script's hyperparameters with Optuna: its
-UPPER_CASE constants and its argparse defaults (`add_argument("--lr", default=3e-4)` is `lr`).
+"""The builtin agent: no LLM, no network. It tunes the script's hyperparameters: its UPPER_CASE
+constants and its argparse defaults (`add_argument("--lr", default=3e-4)` is `lr`).
 
-Each proposal: find the knobs named in the `[search]` ranges with `ast`, rebuild an
-Optuna TPE study from the trial history (each recorded trial's constants and its metric;
-crashes count as failures), ask it for a point, and apply only the one or two constants that
-moved furthest from the best's values, so every trial is one readable change
-(`MATRIX_LR 0.04 -> 0.08`). Until every knob has been moved once (screening) and the history holds
-`n_startup_trials` results, it takes first steps from the best instead (one constant x/÷ 2-3, or
-30-50% of its range, towards a side with room): broad, so that an effect has a chance to show above
-a run's noise, and, unlike random draws, one knob from a known-good point. Screening every knob first
-is what made it beat random search on a surface measured on the real harness (benchmarks/search.py
---surface): with 5 first moves and 11 knobs, TPE's draws for the knobs never moved carry no
-information and its phase chased single noisy values. `-o screen=false`: `n_startup_trials` first
-moves only. Literals are rewritten in place: comments and layout stay.
+Each proposal: find the knobs named in the `[search]` ranges with `ast`, read the trial history (each
+recorded trial's constants and its runs; crashes and pruned runs count as failures), and change one or
+two constants of the best, so every trial is one readable change (`MATRIX_LR 0.04 -> 0.08`).
+Until every knob has been moved once (screening) and the history holds `n_startup_trials` results,
+it takes first steps from the best (one constant x/÷ 2-3, or 30-50% of its range, towards a side with
+room): broad, so that an effect has a chance to show above a run's noise, and, unlike random draws,
+one knob from a known-good point. `-o screen=false`: `n_startup_trials` first moves only.
+Then a model picks the change:
+  - `gp` (default): an additive Gaussian process that knows the measured noise, and the one- or
+    two-knob change with the highest expected improvement (agents/gp.py, which says why);
+  - `tpe`: Optuna's TPE rebuilt from the history; of its point, the one or two constants that moved
+    furthest from the best's values are applied.
 `-o sampler=random` draws uniformly from the ranges from the first trial on, the same one or two
 constants applied: random search, the baseline an optimiser must beat (benchmarks/search.py).
+Literals are rewritten in place: comments and layout stay.
 
 Ranges: `[search]` in autoresearch.toml, NAME = [low, high, scale] with scale one of
 "log", "linear", "int", "int_log". `check_harness()` refuses, before the baseline, a name that
@@ -109,13 +110,14 @@ class BuiltinAgent(Agent):
     name = "builtin"
 
     def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5,
-                 sampler: str = "tpe", screen: bool = True):
+                 sampler: str = "gp", screen: bool = True):
         self.file = file                      # which editable file holds the constants (default: first .py)
         self.max_changes = max(1, max_changes)
         self.n_startup_trials = n_startup_trials
-        if sampler not in ("tpe", "random"):
-            raise ConfigError(f"sampler = {sampler!r}: use tpe (default) or random")
-        self.sampler = sampler                # random: uniform draws from the start, no model (a baseline)
+        if sampler not in ("gp", "tpe", "random"):
+            raise ConfigError(f"sampler = {sampler!r}: use gp (default), tpe or random")
+        self.sampler = sampler                # after the first moves: gp (agents/gp.py) or tpe (Optuna's);
+        #                                       random: uniform draws from the start, no model (a baseline)
         self.screen = screen                  # every knob one first move before the model (False: n_startup_trials only)
 
     def check(self) -> None:
@@ -173,6 +175,7 @@ class BuiltinAgent(Agent):
                    optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True))
         study = optuna.create_study(direction=direction, sampler=sampler)
         seen = set()
+        observed, failed = [], []             # for the gp: (point, run values); crashed points
         for t in context.history:
             params = (t.extra or {}).get("knobs") or {}
             point = {k: params[k] for k in dists if k in params}
@@ -181,12 +184,16 @@ class BuiltinAgent(Agent):
             seen.add(tuple(sorted(point.items())))
             if t.state.value in ("keep", "discard") and t.value is not None and math.isfinite(t.value):
                 trial = optuna.trial.create_trial(params=point, distributions=dists, value=t.value)
+                observed.append((point, [v for v in t.values if math.isfinite(v)] or [t.value]))
             elif (t.extra or {}).get("pruned"):     # stopped early: Optuna's PRUNED, with its curve so far
+                # (not in the gp's fit: a curve behind at 20-50% is no final value, and a stand-in as bad as the
+                # worst run taught the model a whole knob was bad; `seen` keeps it from being proposed again)
                 curve = next(iter(pruning.curves_of(t)), {})
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
                                                   state=optuna.trial.TrialState.PRUNED,
                                                   intermediate_values={round(f * 100): v for f, v in curve.items()})
             elif t.state.value in ("crash", "timeout"):
+                failed.append(point)
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
                                                   state=optuna.trial.TrialState.FAIL)
             else:
@@ -198,8 +205,15 @@ class BuiltinAgent(Agent):
         points = [dict(p) for p in seen]
         tried = {k for k in dists if len({p[k] for p in points}) > 1}   # knobs the history has moved
         unscreened = [k for k in order if k not in tried] if self.screen else []
-        local = self.sampler == "tpe" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
+        local = self.sampler != "random" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
         turns = unscreened or order                  # first moves: the knobs not moved yet, else all in turn
+        if self.sampler == "gp" and not local and observed:
+            worst = (max if direction == "minimize" else min)(v for _, vs in observed for v in vs)
+            from autoresearch.agents import gp       # a crashed point: as bad as the worst run
+            change = gp.propose(observed + [(p, [worst]) for p in failed], current, dists, context.noise_sd,
+                                direction, seen, rng, self.max_changes, _round)
+            if change:
+                return self._write(context.root / name, source, current, change)
         for attempt in range(20):
             asked = study.ask(dists)
             sampled = ({k: _round(v, dists[k]) for k, v in asked.params.items()} if not local
@@ -215,7 +229,11 @@ class BuiltinAgent(Agent):
             study.tell(asked, state=optuna.trial.TrialState.FAIL)  # only to move on; not a result
             if tuple(sorted(point.items())) in seen:
                 continue
-            (context.root / name).write_text(knobs.rewrite(source, change))
-            desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
-            return Proposal(desc, extra={"params": point})
+            return self._write(context.root / name, source, current, change)
         return Proposal("", invalid="the search found no untried point near the best after 20 draws")
+
+    @staticmethod
+    def _write(path, source: str, current: dict, change: dict) -> Proposal:
+        path.write_text(knobs.rewrite(source, change))
+        desc = ", ".join(f"{k} {knobs.format_value(current[k])} -> {knobs.format_value(v)}" for k, v in change.items())
+        return Proposal(desc, extra={"params": dict(current, **change)})

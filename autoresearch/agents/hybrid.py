@@ -1,4 +1,4 @@
-"""The hybrid agent: an optimiser (the builtin agent, Optuna TPE) runs the study and an LLM agent takes a
+"""The hybrid agent: an optimiser (the builtin agent) runs the study and an LLM agent takes a
 share of the trials, seeing the optimiser's state (`--agent builtin+claude`, `-o llm_share=0.3`).
 
 Which one proposes trial n is fixed by the seed: the LLM takes trial n when floor(n x share + u)
@@ -8,7 +8,7 @@ The LLM's context says which knobs the optimiser searches, over which ranges, an
 trial's values of them, beside the history every LLM agent gets (each trial's hypothesis and
 outcome). The optimiser learns from the LLM's trials: the study records every trial's knob
 values (Trial.extra["knobs"], read from the files it ran), and the builtin agent rebuilds its
-TPE study from those records, whoever made the trial.
+model (the gp, or Optuna's TPE) from those records, whoever made the trial.
 
 Options: llm_share (0..1) and the optimiser's own (file, max_changes, n_startup_trials, sampler, screen) are taken
 here; every other option goes to the LLM agent (model, base_url, max_turns, ...).
@@ -41,7 +41,7 @@ def optimiser_notes(context: Context) -> tuple[str, ...]:
         return ()
     best = (context.best.extra or {}).get("knobs", {}) if context.best is not None else {}
     lines = ["## The optimiser beside you",
-             "An optimiser (Optuna TPE) proposes most trials of this study by tuning these knobs; you make the "
+             "An optimiser proposes most trials of this study by tuning these knobs; you make the "
              "rest. It learns from your trials too. Prefer changes it cannot make (structure, algorithm, "
              "schedule shape); retuning its knobs duplicates its work.",
              "knob: its range -> its value in the best trial"]
