@@ -122,6 +122,13 @@ folder, 5 rounds, 60 runs, 862 s; random-1x are stop 15's random studies, tpe it
     builtin - random: +1.14% (se 0.49%): random ahead by more than 2 se. The re-measurement is noisy
     too (a run's sd 0.02-0.03; stop 15's random-2 read -3.69 the first time, -0.93 here).
 
+Then the gp with screen=false (5 first moves, then the gp): --real --trials 20 --seeds 3 --strategies
+builtin --builtin-option screen=false --save DIR, 722 s: -1.44 +- 0.23 as printed (1.0 keeps, 32.3 runs,
+237 s a study). Re-measured in one batch with the gp's and random's bests of the run above (5 rounds,
+50 runs, 733 s): gp (screened) -0.37 +- 0.34 (-0.70, -0.02, -0.38), gp without screening -0.37 +- 0.70
+(-1.08, +0.33, -0.36), random -2.15 +- 0.85 (-2.67, -2.60, -1.17); builtin - random +1.78% (se 0.53%).
+Screening neither helps nor hurts there; random stays ahead.
+
 Tree vs builtin over 10 seeds (paired, true): -0.20% +- 0.17 se, tree better in 5, worse in 4;
 38.4 runs against 35.1. Builtin with 24 trials (40.8 runs): tree - builtin -0.03% +- 0.28.
 """
