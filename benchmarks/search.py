@@ -336,8 +336,7 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
     from autoresearch.study import Study
     tag = f"{strategy}-{seed}"
     if real:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from common import workspace
+        from benchmarks.common import workspace
         root = workspace("smoke", root=str(tmp / tag), tag=tag).root
     else:
         root = surrogate_workspace(tmp / tag / "ws", seed, tag, noise, measured)
@@ -355,7 +354,6 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
            "runs": len([p for p in (root / ".autoresearch" / "logs").glob(f"{tag}-*.log") if ".holdout" not in p.name]),
            "llm": sum((t.extra.get("agent") or {}).get("by") == "llm" for t in study.trials),
            "off_best": sum(t.extra.get("improves") is not None for t in study.trials)}
-    out["base_text"] = study.ws.git("show", f"{base.commit}:train.py")
     out["best_text"] = study.ws.git("show", f"{best.commit}:train.py")
     if save:
         Path(save).mkdir(parents=True, exist_ok=True)
@@ -363,19 +361,16 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
         (Path(save) / f"{tag}.best.py").write_text(out["best_text"])
     if not real:
         base_truth = truth_of(root, study.ws.git("show", f"{base.commit}:train.py"))
-        out["true"] = 100 * (truth_of(root, study.ws.git("show", f"{best.commit}:train.py")) / base_truth - 1)
+        out["true"] = 100 * (truth_of(root, out["best_text"]) / base_truth - 1)
     return out
 
 
-def remeasure(codes: dict, rounds: int, seed: int = 0) -> dict:
-    """Each train.py text of `codes` (label -> text) run `rounds` times in one fresh smoke workspace, in a
-    new shuffled order each round, so that a slow spell of the machine falls on all of them alike.
+def remeasure(ws, codes: dict, rounds: int, seed: int = 0) -> dict:
+    """Each train.py text of `codes` (label -> text) run `rounds` times in the workspace ws, in a new
+    shuffled order each round, so that a slow spell of the machine falls on all of them alike.
     Returns label -> the values of its runs (a run that did not end with a value: None)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import workspace
     from autoresearch.harness import Harness
     from autoresearch.measurement import checksums, measure
-    ws = workspace("smoke", tag="remeasure")
     harness = Harness.load(ws.root)
     sums = checksums(ws.root, harness.readonly)
     out: dict = {label: [] for label in codes}
@@ -394,20 +389,24 @@ def remeasure(codes: dict, rounds: int, seed: int = 0) -> dict:
     return out
 
 
-def remeasured_table(bests: dict, base_text: str, rounds: int) -> dict:
-    """bests: (strategy, seed) -> the final best's train.py. Every distinct text and the baseline's measured
-    `rounds` times side by side (remeasure()); each study's figure, in %: the median over rounds of its
+def remeasured_table(bests: dict, rounds: int) -> dict:
+    """bests: (strategy, seed) -> the final best's train.py. Every distinct text and the baseline's (the
+    harness' own train.py, as a fresh smoke workspace has it) measured `rounds` times side by side in
+    that workspace (remeasure()); each study's figure, in %: the median over rounds of its
     best's run against the baseline's run of the same round (paired: a slow spell of the machine moves
     both; the median: now and then a smoke run lands far off)."""
-    texts = {"base": base_text}
+    from benchmarks.common import workspace
+    ws = workspace("smoke", tag="remeasure")
+    texts = {"base": (ws.root / "train.py").read_text()}
     label_of = {}
     for key, text in bests.items():
-        label = next((k for k, t in texts.items() if t == text), None)
+        # (rstrip: the text a study gives, through Workspace.git, has lost the file's last newline)
+        label = next((k for k, t in texts.items() if t.rstrip() == text.rstrip()), None)
         if label is None:
             label = f"{key[0]}-{key[1]}"
             texts[label] = text
         label_of[key] = label
-    runs = remeasure(texts, rounds)
+    runs = remeasure(ws, texts, rounds)
     out = {}
     for key, label in label_of.items():
         pairs = [b / a - 1 for a, b in zip(runs["base"], runs[label]) if a is not None and b is not None]
@@ -439,8 +438,7 @@ def print_remeasured(again: dict) -> None:
 
 
 def remeasure_saved(folder: Path, rounds: int, argv) -> int:
-    """--remeasure-saved: the final bests a --save left, re-measured against the harness' own train.py."""
-    from autoresearch.harness import copy_into
+    """--remeasure-saved: the final bests a --save left, re-measured beside the baseline."""
     t0 = time.monotonic()
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     bests = {}
@@ -450,12 +448,9 @@ def remeasure_saved(folder: Path, rounds: int, argv) -> int:
     if not bests:
         print(f"{folder} holds no STRATEGY-SEED.best.py files (search.py --save writes them)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_into(tmp, "smoke")
-        base = (Path(tmp) / "train.py").read_text()
     print(f"re-measure {len(bests)} saved final bests from {folder}, {rounds} runs each beside the baseline; "
           f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
-    print_remeasured(remeasured_table(bests, base, rounds))
+    print_remeasured(remeasured_table(bests, rounds))
     print(f"total {time.monotonic() - t0:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
     return 0
 
@@ -518,13 +513,12 @@ def main(argv=None) -> int:
               f" {statistics.fmean(r['off_best'] for r in rs):9.1f} {statistics.fmean(r['llm'] for r in rs):4.1f}"
               f" {statistics.fmean(r['wall'] for r in rs):8.0f}")
     key = "measured" if args.real else "true"
-    both = "builtin" in results and "random" in results and args.seeds > 1
-    if both:
+    if "builtin" in results and "random" in results and args.seeds > 1:
         print("\n" + verdict([r[key] for r in results["builtin"]], [r[key] for r in results["random"]], key))
     if args.real and args.remeasure:
         print(f"\nre-measured: every study's final best and the baseline, {args.remeasure} runs each, side by side")
         again = remeasured_table({(s, i): r["best_text"] for s, rs in results.items() for i, r in enumerate(rs)},
-                                 next(iter(results.values()))[0]["base_text"], args.remeasure)
+                                 args.remeasure)
         print_remeasured(again)
     print(f"total {time.monotonic() - t0:.0f} s; load average at end {os.getloadavg()[0]:.2f} "
           f"(1/5/15 min: {', '.join(f'{x:.2f}' for x in os.getloadavg())})")

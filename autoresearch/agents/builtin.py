@@ -2,8 +2,9 @@
 constants and its argparse defaults (`add_argument("--lr", default=3e-4)` is `lr`).
 
 Each proposal: find the knobs named in the `[search]` ranges with `ast`, read the trial history (each
-recorded trial's constants and its runs; crashes and pruned runs count as failures), and change one or
-two constants of the best, so every trial is one readable change (`MATRIX_LR 0.04 -> 0.08`).
+recorded trial's constants and its runs; crashes count as failures, a pruned run is Optuna's PRUNED
+and stays out of the gp's fit), and change one or two constants of the best, so every trial is one
+readable change (`MATRIX_LR 0.04 -> 0.08`).
 Until every knob has been moved once (screening) and the history holds `n_startup_trials` results,
 it takes first steps from the best (one constant x/÷ 2-3, or 30-50% of its range, towards a side with
 room): broad, so that an effect has a chance to show above a run's noise, and, unlike random draws,
