@@ -203,7 +203,7 @@ import bisect, math, os, random
 DATA = {data}
 NOISE_SD = DATA.get("robust_sd") or DATA["noise_sd"]      # most runs' noise
 OUTLIERS = DATA.get("outlier_rate", 0.0), DATA.get("outlier_mean", 0.0)   # and now and then a run far worse
-BASE = sum(DATA["baseline"]) / len(DATA["baseline"])
+BASE = DATA.get("base") or sum(DATA["baseline"]) / len(DATA["baseline"])   # the defaults' value
 
 def _curve(name):
     lo, hi, scale = DATA["ranges"][name]
@@ -477,6 +477,9 @@ def main(argv=None) -> int:
                     help="no studies: re-measure the STRATEGY-SEED.best.py files a --save left in DIR (--remeasure K times)")
     ap.add_argument("--surface", default="", help="a surface measured by benchmarks/landscape.py --out (JSON) "
                                                  "instead of the made-up one")
+    ap.add_argument("--surface-base", type=float, default=0.0, metavar="VALUE",
+                    help="--surface: the defaults' true value (default: the sweep's baseline mean); every measured "
+                         "point keeps its value, so a lower base makes fewer moves gains")
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     bad = [s for s in strategies if s not in STRATEGIES]
@@ -489,8 +492,11 @@ def main(argv=None) -> int:
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     builtin_options = _options(args.builtin_option)
     measured = json.loads(Path(args.surface).read_text()) if args.surface else None
+    if measured and args.surface_base:
+        measured["base"] = args.surface_base
     mode = ("real GPT harness, smoke profile (3 s budget)" if args.real else
             f"surface measured on the {measured['profile']} profile ({args.surface}), noise sd {measured.get('robust_sd') or measured['noise_sd']:.4f}"
+            + (f", base {args.surface_base:g}" if args.surface_base else "")
             if measured else f"surrogate surface, noise sd {args.noise:g}")
     print(f"mode: {mode}; "
           f"{args.trials} trials x {args.seeds} seeds; load average at start {os.getloadavg()[0]:.2f}", flush=True)

@@ -66,15 +66,17 @@ def test_the_agent_asks_the_model_once_every_knob_has_moved(tmp_path):
     assert f"X = {p.extra['params']['X']}" in (tmp_path / "train.py").read_text()
 
 
-def test_a_pruned_point_is_not_fitted_as_a_value_but_never_proposed_again(tmp_path, monkeypatch):
-    """A run stopped early has no final value, so the model is not told one (a stand-in as bad as the worst
-    run made a pruned screening move condemn its whole knob); a crash counts as the worst run."""
+def test_a_pruned_point_is_fitted_as_behind_the_best_and_a_crash_as_the_worst_run(tmp_path, monkeypatch):
+    """A run stopped early has no final value; its curve was behind the best's by more than the noise allows,
+    so the model is told it ended pruned_behind noise sds behind the best (not the worst run, which made a
+    pruned screening move condemn its whole knob; not nothing, which left the model blind to the many
+    trials pruned on real training). A crash counts as the worst run."""
     fitted = []
     real = gp.propose
     monkeypatch.setattr(gp, "propose", lambda observed, *a, **kw: fitted.append(observed) or real(observed, *a, **kw))
     knobs = {"X": 1.0, "Y": 3.0}
     history = [Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0,
-                     values=(5.0, 5.05, 4.95), kind="baseline", extra={"knobs": knobs}),
+                     values=(5.0, 5.3, 4.7), kind="baseline", extra={"knobs": knobs}),
                Trial(number=1, state=TrialState.DISCARD, description="X 1.0 -> 2.0", commit="c1", value=None,
                      reason="pruned at 40%: ...", extra={"knobs": dict(knobs, X=2.0), "pruned": "pruned at 40%: ..."}),
                Trial(number=2, state=TrialState.CRASH, description="Y 3.0 -> 1.5", commit="c2",
@@ -87,6 +89,28 @@ def test_a_pruned_point_is_not_fitted_as_a_value_but_never_proposed_again(tmp_pa
     p = BuiltinAgent(n_startup_trials=3).propose(ctx)
     assert not p.invalid and len(fitted) == 1
     points = [(pt["X"], pt["Y"], vals) for pt, vals in fitted[0]]
-    assert (2.0, 3.0) not in [(x, y) for x, y, _ in points]                  # the pruned one: not fitted
-    assert (1.0, 1.5, [5.05]) in points                                      # the crash: the worst run
+    assert (2.0, 3.0, [5.0 + 2 * 0.05]) in points                          # the pruned one: 2 sd behind
+    assert (1.0, 1.5, [5.3]) in points                                     # the crash: the worst run
     assert p.extra["params"] != dict(knobs, X=2.0)
+    fitted.clear()                                                         # never worse than the worst full run
+    BuiltinAgent(n_startup_trials=3, pruned_behind=100).propose(ctx)
+    assert (2.0, 3.0, [5.3]) in [(pt["X"], pt["Y"], vals) for pt, vals in fitted[0]]
+
+
+def test_pruned_trials_teach_the_model_to_leave_their_region():
+    """Three pruned moves of A up: the model, told they ended behind the best, stops proposing A up there;
+    blind to them (the stop-17 rule) it kept proposing the region they were pruned in."""
+    dists = {k: _distribution(k, [0.0, 1.0, "linear"], 0.0) for k in "ABCD"}
+    home = dict.fromkeys("ABCD", 0.0)
+    measured = [(home, [1.0, 1.01, 0.99]), (dict(home, B=0.5), [1.0]), (dict(home, C=0.5), [1.0]),
+                (dict(home, D=0.5), [1.0])]
+    pruned = [dict(home, A=0.6), dict(home, A=0.8), dict(home, A=1.0)]
+    seen = _seen(measured) | {tuple(sorted(p.items())) for p in pruned}
+    told = measured + [(p, [1.0 + 2 * 0.01]) for p in pruned]
+
+    def up_a(observed):
+        return sum(gp.propose(observed, home, dists, 0.01, "minimize", seen, random.Random(s), 2, _round).get("A", 0)
+                   >= 0.5 for s in range(20))
+
+    assert up_a(told) == 0
+    assert up_a(measured) >= 3

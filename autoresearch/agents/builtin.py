@@ -111,7 +111,8 @@ class BuiltinAgent(Agent):
     name = "builtin"
 
     def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5,
-                 sampler: str = "gp", screen: bool = True):
+                 sampler: str = "gp", screen: bool = True, acquisition: str = "ei", kappa: float = 1.0,
+                 explore: float = 0.0, pruned_behind: float = 2.0):
         self.file = file                      # which editable file holds the constants (default: first .py)
         self.max_changes = max(1, max_changes)
         self.n_startup_trials = n_startup_trials
@@ -120,6 +121,12 @@ class BuiltinAgent(Agent):
         self.sampler = sampler                # after the first moves: gp (agents/gp.py) or tpe (Optuna's);
         #                                       random: uniform draws from the start, no model (a baseline)
         self.screen = screen                  # every knob one first move before the model (False: n_startup_trials only)
+        self.kappa = kappa
+        self.explore = explore
+        self.pruned_behind = pruned_behind
+        if acquisition not in ("ts", "ei", "ucb"):
+            raise ConfigError(f"acquisition = {acquisition!r}: use ts (Thompson sampling, default) or ei")
+        self.acquisition = acquisition        # the gp's choice: a Thompson draw, or expected improvement
 
     def check(self) -> None:
         import optuna  # noqa: F401  (a clear ImportError if the install is broken)
@@ -172,11 +179,11 @@ class BuiltinAgent(Agent):
         dists = {k: _distribution(k, space[k], current[k]) for k in space}
         direction = context.direction
         seed = context.seed * 100003 + context.trial_number
-        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.sampler == "random" else
+        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.sampler in ("random", "gp") else
                    optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True))
         study = optuna.create_study(direction=direction, sampler=sampler)
         seen = set()
-        observed, failed = [], []             # for the gp: (point, run values); crashed points
+        observed, failed, stopped = [], [], []   # for the gp: (point, run values); crashed points; pruned ones
         for t in context.history:
             params = (t.extra or {}).get("knobs") or {}
             point = {k: params[k] for k in dists if k in params}
@@ -190,6 +197,7 @@ class BuiltinAgent(Agent):
                 # (not in the gp's fit: a curve behind at 20-50% is no final value, and a stand-in as bad as the
                 # worst run taught the model a whole knob was bad; `seen` keeps it from being proposed again)
                 curve = next(iter(pruning.curves_of(t)), {})
+                stopped.append(point)
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
                                                   state=optuna.trial.TrialState.PRUNED,
                                                   intermediate_values={round(f * 100): v for f, v in curve.items()})
@@ -206,13 +214,27 @@ class BuiltinAgent(Agent):
         points = [dict(p) for p in seen]
         tried = {k for k in dists if len({p[k] for p in points}) > 1}   # knobs the history has moved
         unscreened = [k for k in order if k not in tried] if self.screen else []
-        local = self.sampler != "random" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
+        startup = len(study.trials) < self.n_startup_trials
+        # first moves from the best: screening, and TPE's startup; the gp starts with random search's draws
+        local = self.sampler != "random" and (bool(unscreened) or (startup and self.sampler == "tpe"))
         turns = unscreened or order                  # first moves: the knobs not moved yet, else all in turn
-        if self.sampler == "gp" and not local and observed:
+        explore = self.sampler == "gp" and rng.random() < self.explore
+        if self.sampler == "gp" and not local and not startup and observed and not explore:
             worst = (max if direction == "minimize" else min)(v for _, vs in observed for v in vs)
             from autoresearch.agents import gp       # a crashed point: as bad as the worst run
-            change = gp.propose(observed + [(p, [worst]) for p in failed], current, dists, context.noise_sd,
-                                direction, seen, rng, self.max_changes, _round)
+            choose = gp.thompson if self.acquisition == "ts" else gp.propose
+            extra = {"kappa": self.kappa} if self.acquisition == "ucb" else {}
+            fitted = observed + [(p, [worst]) for p in failed]
+            if context.best is not None and context.best.value is not None:
+                # a pruned point: behind the best by pruned_behind noise sds (its curve was behind by more than
+                # the noise allows), never worse than the worst full run; without it, a model blind to half the
+                # trials (most pruned on real training) proposed the same pruned region again and again
+                sign = 1 if direction == "minimize" else -1
+                behind = context.best.value + sign * self.pruned_behind * context.noise_sd
+                behind = min(behind, worst) if sign > 0 else max(behind, worst)
+                fitted += [(p, [behind]) for p in stopped]
+            change = choose(fitted, current, dists, context.noise_sd,
+                            direction, seen, rng, self.max_changes, _round, **extra)
             if change:
                 return self._write(context.root / name, source, current, change)
         for attempt in range(20):
