@@ -3,8 +3,8 @@ constants and its argparse defaults (`add_argument("--lr", default=3e-4)` is `lr
 
 Each proposal: find the knobs named in the `[search]` ranges with `ast`, read the trial history (each
 recorded trial's constants and its runs; crashes count as failures, a pruned run is Optuna's PRUNED
-and stays out of the gp's fit), and change one or two constants of the best, so every trial is one
-readable change (`MATRIX_LR 0.04 -> 0.08`).
+and enters the gp's fit `pruned_behind` noise sds behind the best), and change one or two constants of
+the best, so every trial is one readable change (`MATRIX_LR 0.04 -> 0.08`).
 Until every knob has been moved once (screening) and the history holds `n_startup_trials` results,
 it takes first steps from the best (one constant x/÷ 2-3, or 30-50% of its range, towards a side with
 room): broad, so that an effect has a chance to show above a run's noise, and, unlike random draws,
@@ -111,8 +111,7 @@ class BuiltinAgent(Agent):
     name = "builtin"
 
     def __init__(self, file: str | None = None, max_changes: int = 2, n_startup_trials: int = 5,
-                 sampler: str = "gp", screen: bool = True, acquisition: str = "ei", kappa: float = 1.0,
-                 explore: float = 0.0, pruned_behind: float = 2.0):
+                 sampler: str = "gp", screen: bool = True, pruned_behind: float = 2.0):
         self.file = file                      # which editable file holds the constants (default: first .py)
         self.max_changes = max(1, max_changes)
         self.n_startup_trials = n_startup_trials
@@ -121,12 +120,7 @@ class BuiltinAgent(Agent):
         self.sampler = sampler                # after the first moves: gp (agents/gp.py) or tpe (Optuna's);
         #                                       random: uniform draws from the start, no model (a baseline)
         self.screen = screen                  # every knob one first move before the model (False: n_startup_trials only)
-        self.kappa = kappa
-        self.explore = explore
-        self.pruned_behind = pruned_behind
-        if acquisition not in ("ts", "ei", "ucb"):
-            raise ConfigError(f"acquisition = {acquisition!r}: use ts (Thompson sampling, default) or ei")
-        self.acquisition = acquisition        # the gp's choice: a Thompson draw, or expected improvement
+        self.pruned_behind = pruned_behind    # the gp is told a pruned run ended this many noise sds behind the best
 
     def check(self) -> None:
         import optuna  # noqa: F401  (a clear ImportError if the install is broken)
@@ -179,7 +173,7 @@ class BuiltinAgent(Agent):
         dists = {k: _distribution(k, space[k], current[k]) for k in space}
         direction = context.direction
         seed = context.seed * 100003 + context.trial_number
-        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.sampler in ("random", "gp") else
+        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.sampler == "random" else
                    optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True))
         study = optuna.create_study(direction=direction, sampler=sampler)
         seen = set()
@@ -194,8 +188,6 @@ class BuiltinAgent(Agent):
                 trial = optuna.trial.create_trial(params=point, distributions=dists, value=t.value)
                 observed.append((point, [v for v in t.values if math.isfinite(v)] or [t.value]))
             elif (t.extra or {}).get("pruned"):     # stopped early: Optuna's PRUNED, with its curve so far
-                # (not in the gp's fit: a curve behind at 20-50% is no final value, and a stand-in as bad as the
-                # worst run taught the model a whole knob was bad; `seen` keeps it from being proposed again)
                 curve = next(iter(pruning.curves_of(t)), {})
                 stopped.append(point)
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
@@ -214,27 +206,23 @@ class BuiltinAgent(Agent):
         points = [dict(p) for p in seen]
         tried = {k for k in dists if len({p[k] for p in points}) > 1}   # knobs the history has moved
         unscreened = [k for k in order if k not in tried] if self.screen else []
-        startup = len(study.trials) < self.n_startup_trials
-        # first moves from the best: screening, and TPE's startup; the gp starts with random search's draws
-        local = self.sampler != "random" and (bool(unscreened) or (startup and self.sampler == "tpe"))
+        local = self.sampler != "random" and (len(study.trials) < self.n_startup_trials or bool(unscreened))
         turns = unscreened or order                  # first moves: the knobs not moved yet, else all in turn
-        explore = self.sampler == "gp" and rng.random() < self.explore
-        if self.sampler == "gp" and not local and not startup and observed and not explore:
+        if self.sampler == "gp" and not local and observed:
             worst = (max if direction == "minimize" else min)(v for _, vs in observed for v in vs)
             from autoresearch.agents import gp       # a crashed point: as bad as the worst run
-            choose = gp.thompson if self.acquisition == "ts" else gp.propose
-            extra = {"kappa": self.kappa} if self.acquisition == "ucb" else {}
             fitted = observed + [(p, [worst]) for p in failed]
             if context.best is not None and context.best.value is not None:
-                # a pruned point: behind the best by pruned_behind noise sds (its curve was behind by more than
-                # the noise allows), never worse than the worst full run; without it, a model blind to half the
-                # trials (most pruned on real training) proposed the same pruned region again and again
+                # a pruned point has no final value, but its curve was behind the best's by more than the noise
+                # allows: it is fitted pruned_behind noise sds behind the best, never worse than the worst full
+                # run (as the worst run, a pruned screening move condemned its whole knob; left out, the model
+                # was blind to most trials on real training, where half and more are pruned, and proposed the
+                # same pruned region again and again: SCALAR_LR 2.0 four times in one study)
                 sign = 1 if direction == "minimize" else -1
                 behind = context.best.value + sign * self.pruned_behind * context.noise_sd
-                behind = min(behind, worst) if sign > 0 else max(behind, worst)
-                fitted += [(p, [behind]) for p in stopped]
-            change = choose(fitted, current, dists, context.noise_sd,
-                            direction, seen, rng, self.max_changes, _round, **extra)
+                fitted += [(p, [min(behind, worst) if sign > 0 else max(behind, worst)]) for p in stopped]
+            change = gp.propose(fitted, current, dists, context.noise_sd, direction, seen, rng,
+                                self.max_changes, _round)
             if change:
                 return self._write(context.root / name, source, current, change)
         for attempt in range(20):

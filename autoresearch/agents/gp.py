@@ -30,7 +30,6 @@ GRID = 21                                 # values tried per knob (an int knob: 
 PAIR_TOP = 3                              # per knob, its best values by single-knob EI enter the pairs
 PAIR_COST = 1.1                           # a pair's EI must be this many times a single's to be preferred
 NEAR = 0.8                                # the choice is drawn among candidates within this share of the top EI
-PAIR_GAIN = 1.25                          # Thompson: a pair when its sampled gain is this many times the best single's
 
 
 def unit(value: float, dist) -> float:
@@ -96,17 +95,6 @@ class Additive:
         var = np.maximum(self.amp ** 2 - (v * v).sum(axis=0), 1e-12)
         return self.mean + self.scale * mu, self.scale * np.sqrt(var)
 
-    def sample(self, Xs, gen):
-        """One draw of the noise-free values at the rows of Xs, jointly, from the posterior (gen: a numpy
-        Generator)."""
-        Xs = np.asarray(Xs, float)
-        Ks = self.amp ** 2 * self._kernel(Xs, self.X, self.length)
-        v = np.linalg.solve(self._L, Ks.T)
-        cov = self.amp ** 2 * self._kernel(Xs, Xs, self.length) - v.T @ v
-        w, U = np.linalg.eigh((cov + cov.T) / 2)             # eigh: a covariance near singular still samples
-        draw = U @ (np.sqrt(np.maximum(w, 0.0)) * gen.standard_normal(len(w)))
-        return self.mean + self.scale * (Ks @ self._alpha + draw)
-
 
 def expected_improvement(mu, sd, target, sign: float):
     """EI of each point over target; sign 1 minimises, -1 maximises."""
@@ -118,7 +106,7 @@ def expected_improvement(mu, sd, target, sign: float):
 
 
 def propose(observed, current: dict, dists: dict, noise_sd: float, direction: str, seen: set, rng,
-            max_changes: int = 2, rounding=lambda v, dist: v, kappa: float | None = None) -> dict | None:
+            max_changes: int = 2, rounding=lambda v, dist: v) -> dict | None:
     """observed: (knob values, [run values]) per measured point (a failed one: its pessimistic stand-in).
     Returns a change ({knob: value}, one or two knobs) with about the highest expected improvement over
     the model's mean at the best, never a point in `seen` (sorted item tuples); None without one.
@@ -151,8 +139,6 @@ def propose(observed, current: dict, dists: dict, noise_sd: float, direction: st
                 row[names.index(k)] = unit(v, dists[k])
             rows.append(row)
         mu, s = model.predict(rows)
-        if kappa is not None:                                # an upper confidence bound on the gain
-            return sign * (target - mu) + kappa * s
         return expected_improvement(mu, s, target, sign)
 
     ei = score(singles)
@@ -168,54 +154,5 @@ def propose(observed, current: dict, dists: dict, noise_sd: float, direction: st
         if pairs:
             candidates += [(float(e) / PAIR_COST, c) for e, c in zip(score(pairs), pairs)]
     high = max(e for e, _ in candidates)
-    if high <= 0:                        # kappa < 0: no change the model is sure enough of
-        return None if kappa is not None and kappa < 0 else max(candidates, key=lambda ec: ec[0])[1]
     near = [(e, c) for e, c in candidates if e >= NEAR * high]
     return rng.choices([c for _, c in near], weights=[max(e, 1e-300) for e, _ in near])[0]
-
-
-def thompson(observed, current: dict, dists: dict, noise_sd: float, direction: str, seen: set, rng,
-             max_changes: int = 2, rounding=lambda v, dist: v) -> dict | None:
-    """Thompson sampling: draw one surface the model finds plausible and take its best change of one or
-    two knobs from the best. Arguments and result as propose().
-
-    The draw covers the best itself and every single change on each knob's grid, jointly; as the model
-    is additive, a draw's value for a pair is the sum of its two single changes' sampled gains, so pairs
-    need no points of their own. The best pair is the top two knobs' best values; it is preferred when
-    its sampled gain is PAIR_GAIN times the best single's (the second knob adds a fair share), else the
-    single. A change is taken in proportion to the model's belief that it is the best one: a region
-    the data say is good is tried often, one it knows little about now and then, and slots asking at
-    once (--workers N) draw different surfaces."""
-    names = sorted(dists)
-    X = [[unit(p[k], dists[k]) for k in names] for p, _ in observed]
-    y = [float(np.mean(v)) for _, v in observed]
-    floor = 1e-3 * (abs(float(np.mean(y))) or 1.0)
-    sd = max(noise_sd, floor)
-    model = Additive(X, y, [sd ** 2 / len(v) for _, v in observed])
-    sign = 1.0 if direction == "minimize" else -1.0
-    here = [unit(current[k], dists[k]) for k in names]
-    singles = [(k, v) for k in names for v in sorted({rounding(g, dists[k]) for g in grid(dists[k])}) if v != current[k]]
-    if not singles:
-        return None
-    rows = [here]
-    for k, v in singles:
-        row = list(here)
-        row[names.index(k)] = unit(v, dists[k])
-        rows.append(row)
-    drawn = model.sample(rows, np.random.default_rng(rng.getrandbits(64)))
-    gains = sign * (drawn[0] - drawn[1:])
-
-    def fresh(change):
-        return tuple(sorted(dict(current, **change).items())) not in seen
-
-    order = sorted(range(len(singles)), key=lambda i: -gains[i])
-    pick = next((i for i in order if fresh(dict([singles[i]]))), None)
-    top: dict = {}                           # each knob's best sampled value and gain, best knobs first
-    for i in order:
-        top.setdefault(singles[i][0], (singles[i][1], float(gains[i])))
-    if max_changes > 1 and len(top) > 1:
-        (a, (va, ga)), (b, (vb, gb)) = list(top.items())[:2]
-        floor = float(gains[pick]) if pick is not None else 0.0
-        if gb > 0 and fresh({a: va, b: vb}) and ga + gb >= PAIR_GAIN * floor:
-            return {a: va, b: vb}
-    return None if pick is None else dict([singles[pick]])
