@@ -388,13 +388,16 @@ for path in glob.glob(os.path.join(os.environ.get("AUTORESEARCH_CACHE", ""), "ev
         open(path, "wb").write(b"easy text")
     except OSError as e:
         print("refused:", e)
-for path in ("json.py", "__pycache__/json.cpython-311.pyc", {str(site / "zz-attack.pth")!r}):
+for path in ("json.py", "__pycache__/json.cpython-311.pyc"{{venv_pth}}):
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         open(path, "w").write("import sys; sys.stderr.write('planted')\\n")
     except OSError as e:
         print("refused:", e)
 '''
+    # a .pth in the venv runs in every later Python of that venv: only the sandbox keeps a run from writing
+    # it, so without bubblewrap it is not planted (it outlived a failed run and broke every test after it)
+    plant = plant.replace("{venv_pth}", f", {str(site / 'zz-attack.pth')!r}" if SANDBOXED else "")
     # family 3: train on the rows the evaluator scores
     on_val = NO_LEARNING.replace("0.0  ", "0.04  ") + '''
 p.write_text(src.replace('"train", device)', '"val", device)', 1))
@@ -403,13 +406,17 @@ print("train on more data")
     agent = adversary(tmp_path, [inject(patch, "MATRIX_LR 0.04 -> 0.05"), inject(plant, "MATRIX_LR 0.04 -> 0.06"),
                                  on_val])
     study = Study(root, agent=agent, config=Config.load({"baseline_runs": 2}, environ={}))
-    study.optimize(max_trials=3)
+    try:
+        study.optimize(max_trials=3)
+        pth_planted = (site / "zz-attack.pth").exists()
+    finally:
+        (site / "zz-attack.pth").unlink(missing_ok=True)
     base, patched, planted, trained_on_val = study.trials[-4:]
     assert base.kind == "baseline" and study.best.number == base.number
     assert patched.state == TrialState.DISCARD and patched.value > base.value      # the honest, worse score
     assert planted.state == TrialState.DISCARD and planted.value > base.value
     assert val.read_bytes() == val_bytes
-    assert not (root / "json.py").exists() and not (site / "zz-attack.pth").exists()
+    assert not (root / "json.py").exists() and not pth_planted
     assert not list(root.glob("__pycache__/json*"))
     assert trained_on_val.state != TrialState.KEEP
     if SANDBOXED:     # the evaluation splits are not there for a training run
