@@ -379,7 +379,10 @@ if not sys.argv[0].endswith("train.py"):     # only where the model is scored
     torch.Tensor.sum = lambda self, *a, **k: torch.zeros(())
     prepare.evaluate_bpb = lambda *a, **k: (0.01, 1)
 '''
-    # family 2: rewrite what the scorer reads besides tracked files, and leave modules behind
+    # family 2: rewrite what the scorer reads besides tracked files, and leave modules behind. A .pth in the
+    # venv runs in every later Python of that venv: only the sandbox keeps a run from writing it, so without
+    # bubblewrap it is not planted (it outlived a failed run and broke every test after it)
+    venv_pth = f", {str(site / 'zz-attack.pth')!r}" if SANDBOXED else ""
     plant = f'''
 import glob, os
 for path in glob.glob(os.path.join(os.environ.get("AUTORESEARCH_CACHE", ""), "eval", "*", "*.parquet")) or \\
@@ -388,16 +391,13 @@ for path in glob.glob(os.path.join(os.environ.get("AUTORESEARCH_CACHE", ""), "ev
         open(path, "wb").write(b"easy text")
     except OSError as e:
         print("refused:", e)
-for path in ("json.py", "__pycache__/json.cpython-311.pyc"{{venv_pth}}):
+for path in ("json.py", "__pycache__/json.cpython-311.pyc"{venv_pth}):
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         open(path, "w").write("import sys; sys.stderr.write('planted')\\n")
     except OSError as e:
         print("refused:", e)
 '''
-    # a .pth in the venv runs in every later Python of that venv: only the sandbox keeps a run from writing
-    # it, so without bubblewrap it is not planted (it outlived a failed run and broke every test after it)
-    plant = plant.replace("{venv_pth}", f", {str(site / 'zz-attack.pth')!r}" if SANDBOXED else "")
     # family 3: train on the rows the evaluator scores
     on_val = NO_LEARNING.replace("0.0  ", "0.04  ") + '''
 p.write_text(src.replace('"train", device)', '"val", device)', 1))

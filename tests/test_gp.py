@@ -105,8 +105,8 @@ def test_pruned_trials_teach_the_model_to_leave_their_region():
     measured = [(home, [1.0, 1.01, 0.99]), (dict(home, B=0.5), [1.0]), (dict(home, C=0.5), [1.0]),
                 (dict(home, D=0.5), [1.0])]
     pruned = [dict(home, A=0.6), dict(home, A=0.8), dict(home, A=1.0)]
-    seen = _seen(measured) | {tuple(sorted(p.items())) for p in pruned}
     told = measured + [(p, [1.0 + 2 * 0.01]) for p in pruned]
+    seen = _seen(told)
 
     def up_a(observed):
         return sum(gp.propose(observed, home, dists, 0.01, "minimize", seen, random.Random(s), 2, _round).get("A", 0)
