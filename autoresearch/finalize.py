@@ -188,7 +188,7 @@ class Finalizer:
                 m = measure(tree, self.harness, sums, ws.root / ".autoresearch" / "logs" / f"{ws.tag}-{name}.{r}.log",
                             ws.root / ".autoresearch" / "models" / f"{ws.tag}-{name}.{r}.pt",
                             self.config.memory_limit_mb or runner.default_memory_limit_mb(), self.config.rescore,
-                            compile_cache=compile_cache(self.harness), **limits)
+                            compile_cache=compile_cache(self.harness), seed_offset=r, **limits)
                 if m.value is None:
                     self.progress(f"  run {r + 1}: {m.state.value}: {m.reason.splitlines()[0] if m.reason else ''}")
                     return []

@@ -121,7 +121,7 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
             rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
             keep_model: bool = False, holdout: bool = False, sandbox: Sandbox | None = None,
             timeout: float | None = None, pins: dict | None = None, compile_cache: Path | None = None,
-            seeds: bool = False) -> Measurement:
+            seeds: bool = False, seed_offset: int = 0) -> Measurement:
     """Run the harness once in root and classify the outcome. Never raises for the run's faults.
     holdout: also score the hidden holdout split after a run of record (where only the run's node
     has the model: the parallel scheduler; the serial loop scores kept models only).
@@ -131,7 +131,8 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     the harness'); pins: `*_sha256` values an earlier score printed, which this one must repeat.
     compile_cache: torch.compile's caches (inductor, triton) as the baseline left them, copied into the run's
     scratch folder (a run never sees another trial's cache, nor leaves one behind); seeds: this is a baseline
-    run (the human's code): where there is no such cache yet, the one it leaves becomes it."""
+    run (the human's code): where there is no such cache yet, the one it leaves becomes it. seed_offset:
+    AUTORESEARCH_SEED_OFFSET, which the harness adds to its seed (scheduler.seed_offset)."""
     root = Path(root)
     walls = Walls.of(harness, sandbox)
 
@@ -149,7 +150,8 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "home").mkdir(parents=True)
     scoring = bool(harness.score and rescore)
-    extra = {"AUTORESEARCH_MODEL_OUT": str(scratch / "model.pt"), "AUTORESEARCH_TRIAL": str(trial)}
+    extra = {"AUTORESEARCH_MODEL_OUT": str(scratch / "model.pt"), "AUTORESEARCH_TRIAL": str(trial),
+             "AUTORESEARCH_SEED_OFFSET": str(seed_offset)}
     if walls.box.enforced:      # the home folder and /tmp are empty and read-only in there
         extra.update(HOME=str(scratch / "home"), TMPDIR=str(scratch), XDG_CACHE_HOME=str(scratch / "home"))
     if scoring:

@@ -58,7 +58,8 @@ value = (X - 3) ** 2 + (Y - 3) ** 2 + 1 + (float("nan") if MODE == "nan" else 0.
 if MODE == "noisy": value += __import__("random").gauss(0, 0.05)
 if MODE == "loud": value += 0.3 * (os.path.basename(os.path.dirname(os.environ["AUTORESEARCH_MODEL_OUT"])).count(".") - 1)
 if os.environ.get("AUTORESEARCH_MODEL_OUT"): open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))
-print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"))
+print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"),
+      "seed offset:", os.environ.get("AUTORESEARCH_SEED_OFFSET"))
 print("step 00001 (50.0%) | loss: 1.000000 | remaining: 0s", flush=True)
 if CURVE: [print(f"progress: {f / 10:.2f} loss: {value + 1 - f / 10:.6f}", flush=True) for f in range(1, 10)]
 if MODE == "stall": time.sleep(3600)

@@ -234,6 +234,27 @@ def test_close_call_re_measures_the_best_too(ws):
     assert again.trials[0].values == (5.0, 5.0, 5.0)
 
 
+def test_every_run_of_a_study_gets_a_seed_offset_of_its_own(ws):
+    # AUTORESEARCH_SEED_OFFSET, which the harness adds to its seed (prepare.run_seed): 1000 x the code's
+    # trial number + its runs before, so repeats measure the noise a change meets, not one trajectory's
+    # timing, and no trial replays a run of the best; the best re-run beside a close call is the best's code
+    study, _ = run(ws, [knob("X", 2.0)], prior_sd=1.5, confirm_band=1.0, max_repeats=3, baseline_runs=2)
+    logs = ws / ".autoresearch" / "logs"
+
+    def offsets(pattern):
+        found = {}
+        for log in logs.glob(f"{study.ws.tag}-{pattern}.log"):
+            text = log.read_text()
+            found[log.stem] = int(text.split("seed offset: ", 1)[1].split()[0])
+        return [found[k] for k in sorted(found)]
+    assert offsets("0") + offsets("0.*") == [0, 1]                  # the baseline's two runs: SEED, SEED + 1
+    cand = offsets("1") + offsets("1.[0-9]*")
+    best = offsets("1.best*")
+    assert len(study.trials[-1].values) == len(cand) >= 2           # a close call: re-run
+    assert cand == [1000 + i for i in range(len(cand))]
+    assert best and best == list(range(2, 2 + len(best)))           # the baseline's code, after its 0 and 1
+
+
 def test_log_flood_is_bounded(ws):
     study, _ = run(ws, [knob("MODE", "flood")])
     t = study.trials[-1]

@@ -299,9 +299,9 @@ def peak_memory_mb(device):
 
 def main():
     t_start = time.time()
-    torch.manual_seed(SEED)
+    torch.manual_seed(prepare.run_seed(SEED))  # SEED, plus this run's offset (see prepare.py)
     profile = prepare.get_profile()
-    device = prepare.get_device()
+    device = prepare.get_device(profile)
     T, budget = profile.max_seq_len, profile.time_budget
     tokenizer = prepare.Tokenizer.load()
     train_loader = prepare.make_dataloader(tokenizer, DEVICE_BATCH_SIZE, T, "train", device)
