@@ -52,7 +52,7 @@ class Reference:
     best: tuple                  # ((fraction, mean loss of the best's runs), ...)
     baseline: tuple              # ((fraction, (loss of each baseline run, ...)), ...)
     best_runs: int = 1
-    sigma: float = 1.0
+    sigma: float = 1.0           # (a study passes its Config's prune_sigma and prune_floor: 2 and 0.02)
     floor: float = 0.01          # relative: the noise is at least this fraction of the best's loss
     after: float = 0.2           # no verdict before this fraction of the budget
 

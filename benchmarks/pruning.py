@@ -8,7 +8,7 @@ without pruning, its curve kept (autoresearch/pruning.py's Watch):
   - `--moves` candidates as the builtin agent makes its first ones (one knob of its search space
     moved x/÷ 2-3, 30-50% of its range, or +-1: its first moves; the runs measured before 2026-11-28,
     in the closing notes, had x/÷ 1.5-2 and +-10-25%), the realistic mix of a study,
-  - A/A: `--runs` seed-only changes (no better than the baseline), and
+  - A/A: `--runs` runs of the unchanged code (no better than the baseline), and
   - true gains: `--runs` runs of a known real change (--change, default MATRIX_LR=0.08).
 Then the pruning rule (the study's defaults, or --sigma/--floor/--after) is replayed on every curve,
 each run against the baseline's reference, as a study's first candidates are: a pruned run's wall
@@ -18,7 +18,8 @@ seconds per trial over the moves. Keep rates: simulated studies as in keep_accur
 baseline, the judge, close calls re-run with the best beside them), each trial a draw of a real
 run (its value with a small jitter: a smoothed bootstrap); with pruning a drawn run whose curve the
 rule stops is a discard; re-runs are never pruned. An A/A trial draws from the pool the baseline
-draws from (the unchanged code's runs, seed 42 and the seed-only ones). Both arms use the same
+draws from (the unchanged code's runs). Every run is on a seed of its own, as in a study (the baseline's
+on SEED + 0, 1, 2; each other run on SEED + 1000 x k: scheduler.seed_offset). Both arms use the same
 random seeds.
 Goal: >= 1.4x trials per hour at a true-keep rate within 5 points and false keeps <= 5%.
 """
@@ -74,7 +75,7 @@ class Runs:
         self.original = self.train.read_text()
         self.n = 0
 
-    def run(self, label: str, edits: dict, reference=None) -> dict:
+    def run(self, label: str, edits: dict, reference=None, offset: int = 0) -> dict:
         from autoresearch import knobs
         from autoresearch.measurement import measure
         # eager: a sandboxed run's compile cache is its own empty scratch folder (see keep_accuracy.py)
@@ -83,8 +84,9 @@ class Runs:
         watch = pruning.Watch(reference)
         start = time.monotonic()
         m = watch.settle(measure(self.ws.root, self.h, self.sums, self.ws.root / f".autoresearch/logs/p{self.n}.log",
-                                 self.ws.root / f".autoresearch/models/p{self.n}.pt", on_progress=watch))
-        row = {"label": label, "edits": edits, "value": m.value, "state": m.state.value, "reason": m.reason,
+                                 self.ws.root / f".autoresearch/models/p{self.n}.pt", on_progress=watch,
+                                 seed_offset=offset))
+        row = {"label": label, "edits": edits, "offset": offset, "value": m.value, "state": m.state.value, "reason": m.reason,
                "seconds": time.monotonic() - start, "run_seconds": m.result.seconds,
                "curve": {f: (loss, s) for f, loss, s in m.curve}}
         print(f"  {label:5} {str(edits)[:50]:50} {m.state.value:8} {m.value if m.value is not None else '-'!s:10.10} "
@@ -182,15 +184,17 @@ def main():
     name, value = args.change.split("=")
     found = knobs.find(runs.original)
     change = {name: type(found[name].value)(value)}
-    seed = found["SEED"].value
 
-    base = [runs.run("base", {}) for _ in range(args.baseline)]
+    # seeds as a study gives them (scheduler.seed_offset): the baseline's runs 0, 1, 2, ..., every other run
+    # one of its own (1000 x a trial number); an A/A trial is the unchanged code on a seed of its own
+    base = [runs.run("base", {}, offset=i) for i in range(args.baseline)]
     ref = reference(base, args.sigma, args.floor, args.after)
-    mv = [runs.run("move", e) for e in moves(runs.original, args.moves, args.seed)]
-    aa = [runs.run("A/A", {"SEED": seed + 1 + i}) for i in range(args.runs)]
-    gain = [runs.run("gain", {"SEED": seed + 1 + i, **change}) for i in range(args.runs)]
+    mv = [runs.run("move", e, offset=1000 * (1 + i)) for i, e in enumerate(moves(runs.original, args.moves, args.seed))]
+    aa = [runs.run("A/A", {}, offset=1000 * (100 + i)) for i in range(args.runs)]
+    gain = [runs.run("gain", change, offset=1000 * (200 + i)) for i in range(args.runs)]
     # the kill's cost: pruned moves again, live, with pruning on
-    live = [dict(runs.run("live", r["edits"], reference=ref), replay=pruned_at(r, ref), unpruned=r["seconds"])
+    live = [dict(runs.run("live", r["edits"], reference=ref, offset=r["offset"]), replay=pruned_at(r, ref),
+                 unpruned=r["seconds"])
             for r in [r for r in mv if pruned_at(r, ref) is not None][: args.live]]
     if args.save:
         Path(args.save).write_text(json.dumps({"meta": {"profile": args.profile, "budget": args.budget}, "base": base,
@@ -237,9 +241,10 @@ def analyse(args, base, mv, aa, gain, live, t0):
         print(f"  move {str(r['edits'])[:50]:50} value {r['value'] if r['value'] is not None else '-'!s:10.10} "
               f"{'pruned at ' + format(f, '.0%') if f is not None else 'runs to the end'}")
 
-    # an A/A trial is the unchanged code: it draws from the pool the baseline draws from (the seed-42 runs
-    # and the seed-only ones), so it is no better than the baseline by construction; drawn from the
-    # seed-only runs alone, four seeds' offset from seed 42 (1-3% at cpu 60 s) read as a gain or a loss
+    # an A/A trial is the unchanged code: it draws from the pool the baseline draws from (the baseline's runs
+    # and the A/A ones), so it is no better than the baseline by construction (files saved before
+    # 2026-11-28: seed 42 and seed-only changes; drawn from those alone, four seeds' offset from seed 42,
+    # 1-3% at cpu 60 s, read as a gain or a loss)
     base_pool = [r for r in base + aa if r["value"] is not None]
     a_pool = base_pool
     b_pool = [r for r in gain if r["value"] is not None]
@@ -255,7 +260,7 @@ def analyse(args, base, mv, aa, gain, live, t0):
             print(f"{label:16} {fk:>18.1%} {tk:>11.1%}")
     print("\nsensitivity (replayed on the same runs): sigma, floor -> speed-up on the moves, false keeps, true keeps")
     for sigma in (1.0, 1.5, 2.0, 3.0):
-        for floor in (0.005, 0.01):
+        for floor in (0.005, 0.01, 0.03):
             r = reference(base, sigma, floor, args.after)
             sp = (statistics.fmean(x["seconds"] for x in mv) / statistics.fmean(trial_seconds(x, r, kill) for x in mv)
                   if mv else 0.0)
