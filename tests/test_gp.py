@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from autoresearch.agents import Context, gp
 from autoresearch.agents.builtin import BuiltinAgent, _distribution, _round
 from autoresearch.trial import Trial, TrialState
@@ -95,6 +97,36 @@ def test_a_pruned_point_is_fitted_as_behind_the_best_and_a_crash_as_the_worst_ru
     fitted.clear()                                                         # never worse than the worst full run
     BuiltinAgent(n_startup_trials=3, pruned_behind=100).propose(ctx)
     assert (2.0, 3.0, [5.3]) in [(pt["X"], pt["Y"], vals) for pt, vals in fitted[0]]
+
+
+def test_a_pruned_point_is_fitted_as_far_behind_as_its_curve_was(tmp_path, monkeypatch):
+    """Where the best has curves, a pruned run is fitted as far behind the best's final value as its curve was
+    behind the best's mean curve where it stopped (relative), at least pruned_behind noise sds, at most the
+    worst full run: DEPTH 1 -> 6, 22% behind at 20%, is not a near miss."""
+    fitted = []
+    real = gp.propose
+    monkeypatch.setattr(gp, "propose", lambda observed, *a, **kw: fitted.append(observed) or real(observed, *a, **kw))
+    knobs = {"X": 1.0, "Y": 3.0}
+    curves = [[[0.2, 4.0, 1.0], [0.4, 3.4, 2.0]], [[0.2, 4.2, 1.0], [0.4, 3.6, 2.0]]]      # mean: 4.1, 3.5
+
+    def pruned(n, x, curve):
+        return Trial(number=n, state=TrialState.DISCARD, description=f"X -> {x}", commit=f"c{n}", value=None,
+                     reason="pruned", extra={"knobs": dict(knobs, X=x), "pruned": "pruned", "curves": [curve]})
+    history = [Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0,
+                     values=(5.0, 5.3, 4.7), kind="baseline", extra={"knobs": knobs, "curves": curves}),
+               pruned(1, 2.0, [[0.2, 4.2, 1.0], [0.4, 3.535, 2.0]]),       # 1% behind at 40%
+               pruned(2, 4.0, [[0.2, 4.92, 1.0]]),                         # 20% behind at 20%
+               pruned(3, 5.0, [[0.2, 4.1, 1.0], [0.4, 3.5001, 2.0]]),      # level: the noise's 2 sds
+               Trial(number=4, state=TrialState.DISCARD, description="Y", commit="c4", value=5.1, values=(5.1,),
+                     extra={"knobs": dict(knobs, Y=1.5)})]
+    (tmp_path / "train.py").write_text(TRAIN)
+    ctx = Context(root=tmp_path, program="", files={"train.py": TRAIN}, editable=("train.py",), history=tuple(history),
+                  best=history[0], trial_number=5, noise_sd=0.01, search={"X": [0.0, 6.0], "Y": [0.5, 8.0, "log"]})
+    BuiltinAgent(n_startup_trials=3).propose(ctx)
+    told = {pt["X"]: vals[0] for pt, vals in fitted[0] if pt["Y"] == 3.0 and pt["X"] != 1.0}
+    assert told[2.0] == pytest.approx(5.0 * 1.01)
+    assert told[4.0] == pytest.approx(5.3)                                 # capped: the worst full run
+    assert told[5.0] == pytest.approx(5.0 + 2 * 0.01)
 
 
 def test_pruned_trials_teach_the_model_to_leave_their_region():
