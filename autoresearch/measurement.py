@@ -117,6 +117,18 @@ class Walls:
         return json.dumps([a.replace(marker, "{scratch}") for a in argv])
 
 
+def seed_offset(number: int, repeat: int) -> int:
+    """AUTORESEARCH_SEED_OFFSET for the repeat-th run (0: the first) of trial `number`'s code: the harness adds it
+    to its SEED (prepare.run_seed), so every run of a study starts from a seed of its own, the baseline's first
+    from SEED itself. Repeats of one code then measure the noise any change of it meets: with one seed, a
+    repeat replayed the same trajectory but for its timing (smoke profile: sd 0.005, against 0.011 between
+    seeds), and a change that landed on a luckier trajectory kept its luck when re-run. And no trial shares
+    a seed with a run of the best: a trial's first run on the baseline's first run's seed replayed that run's
+    curve until its change took effect, so where that seed ran behind the baseline's mean early, every trial
+    started behind, and pruning stopped 19 of 20 trials of one study."""
+    return 1000 * number + repeat
+
+
 def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, memory_limit_mb: float = 0.0,
             rescore: bool = True, on_progress=None, trial: int = 0, on_start=None,
             keep_model: bool = False, holdout: bool = False, sandbox: Sandbox | None = None,

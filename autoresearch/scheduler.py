@@ -1,11 +1,10 @@
 """Scheduler: the one loop of a study, N slots over an Executor (N = 1 by default).
 
-    propose (a thread, one agent call at a time, on the best or a tree node, in its own worktree) -> check ->
-    commit -> run on a free slot -> judge (close call: run it again, and the best beside it)
-    -> Study.tell (ledger row, fsync) -> keep: the branch moves to it
+    propose (a thread, one agent call at a time, on the best or a tree node, in its own worktree) -> check -> commit
+    -> run on a free slot -> judge (close call: again, the best beside it) -> Study.tell -> keep: the branch moves
 
-- A trial's number is given when it is proposed: its logs (<tag>-<n>.log, .1.log, ...), its
-  models and AUTORESEARCH_TRIAL are final from the start.
+- A trial's number is given when it is proposed: its logs (<tag>-<n>.log, .1.log, ...), models,
+  AUTORESEARCH_TRIAL and seeds (measurement.seed_offset) are final from the start.
 - Pipelining (by default with several slots; `pipeline` in [study]): one proposal more than there
   are slots is prepared while runs go, so a slow agent hides behind the runs; a waiting proposal
   that conflicts with a run in flight (`git merge-tree`) would be lost if that run is kept, so
@@ -15,11 +14,9 @@
   the best before it runs; one measured on a base that stopped being the best is judged against
   its own base, and if it looks better it is re-based and run again before it can be kept. A
   conflict (or a change already in the best) is a DISCARD with that reason.
-- The ledger row is fsynced before the branch moves; a run that wrote to the ledger is INVALID
-  (the ledger is restored from memory); the holdout is scored for kept trials only.
-- Ctrl-C cancels the runs in flight, removes the worktrees and records nothing half-done; a
-  killed driver leaves worktrees and running.json that the next start cleans up.
-
+- The ledger row is fsynced before the branch moves; a run that wrote to the ledger is INVALID (the
+  ledger is restored from memory); the holdout is scored for kept trials only. Ctrl-C cancels the
+  runs in flight and records nothing half-done; a killed driver's leftovers are cleaned up next start.
     Scheduler(study, LocalExecutor(4)).optimize(max_trials=20)     # = study.optimize(...)
 """
 
@@ -35,24 +32,12 @@ from autoresearch.errors import AgentError, AutoresearchError
 from autoresearch.executors.base import Executor, Job, Setup
 from autoresearch.judge import CONFIRM, DISCARD, KEEP
 from autoresearch.limits import since_keep  # h13: --stall
-from autoresearch.measurement import Measurement, holdout_stats
+from autoresearch.measurement import Measurement, holdout_stats, seed_offset
 from autoresearch.proposer import Proposer
 from autoresearch.trial import TrialState
 from autoresearch.worktrees import Worktrees
 
 POLL = 0.05          # seconds between looks at the executor and the proposal queue
-
-
-def seed_offset(number: int, repeat: int) -> int:
-    """AUTORESEARCH_SEED_OFFSET for the repeat-th run (0: the first) of trial `number`'s code: the harness adds it
-    to its SEED (prepare.run_seed), so every run of a study starts from a seed of its own, the baseline's first
-    from SEED itself. Repeats of one code then measure the noise any change of it meets: with one seed, a
-    repeat replayed the same trajectory but for its timing (smoke profile: sd 0.005, against 0.011 between
-    seeds), and a change that landed on a luckier trajectory kept its luck when re-run. And no trial shares
-    a seed with a run of the best: with the trial's first run on the baseline's first run's seed, it replayed
-    that run's curve until the change took effect, so where that seed ran behind the baseline's mean early,
-    every trial started behind, and pruning stopped 19 of 20 trials of one study (FINAL_LR_FRAC at 20%)."""
-    return 1000 * number + repeat
 
 
 class Scheduler:
@@ -225,9 +210,7 @@ class Scheduler:
         """Start one run of the candidate (kind "run") or of the best it is judged against ("best")."""
         tag, best = self.ws.tag, kind == "best"
         stem = cand.run_name(tag, best=best)
-        # the seed's offset (prepare.run_seed): 1000 x the code's trial number + its runs before this one, so no
-        # two runs of a study share a seed; see seed_offset()
-        if best:
+        if best:      # offset: no two runs of a study share a seed (measurement.seed_offset)
             cand.best_submitted += 1
             commit = self.study.best.commit
             root = self.trees.add(f"{stem}", commit)
@@ -240,8 +223,7 @@ class Scheduler:
             offset = seed_offset(cand.number, cand.submitted - 1)
         job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log",
                   model=self.model_dir / f"{stem}.pt", trial=cand.number, seeds=cand.kind == "baseline",
-                  seed_offset=offset,
-                  keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
+                  seed_offset=offset, keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
         cand.running_since = time.time()
         cand.pending += 1
         self.inflight[self.executor.submit(job)] = (cand, kind, job)

@@ -246,7 +246,7 @@ def test_train_prints_summary_and_saves_model(trained, ws):
     assert [f for f, _ in points] == [f"0.{i}0" for i in range(1, 10)]
 
 
-def test_a_run_seeds_from_seed_plus_its_offset(trained, ws, env, prep, monkeypatch):
+def test_a_run_seeds_from_seed_plus_its_offset(trained, ws, env, prep, monkeypatch, tmp_path):
     monkeypatch.setenv("AUTORESEARCH_SEED_OFFSET", "3001")
     assert prep.run_seed(42) == 3043
     monkeypatch.setenv("AUTORESEARCH_SEED_OFFSET", "not a number")
@@ -254,7 +254,8 @@ def test_a_run_seeds_from_seed_plus_its_offset(trained, ws, env, prep, monkeypat
     monkeypatch.delenv("AUTORESEARCH_SEED_OFFSET")
     assert prep.run_seed(42) == 42                    # run by hand: SEED itself
     # train.py starts from it: another offset's first step sees other initial weights
-    again = run(["train.py"], ws, dict(env, AUTORESEARCH_SEED_OFFSET="1"))
+    again = run(["train.py"], ws, dict(env, AUTORESEARCH_SEED_OFFSET="1",     # (its model elsewhere: the
+                                       AUTORESEARCH_MODEL_OUT=str(tmp_path / "model.pt")))   # scorer tests read ws')
     assert again.returncode == 0, again.stderr[-2000:]
     first = [re.search(r"^step 00000 .*?loss: ([0-9.]+)", out, re.M).group(1) for out in (trained, again.stdout)]
     assert first[0] != first[1]
