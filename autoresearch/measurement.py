@@ -144,7 +144,7 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     compile_cache: torch.compile's caches (inductor, triton) as the baseline left them, copied into the run's
     scratch folder (a run never sees another trial's cache, nor leaves one behind); seeds: this is a baseline
     run (the human's code): where there is no such cache yet, the one it leaves becomes it. seed_offset:
-    AUTORESEARCH_SEED_OFFSET, which the harness adds to its seed (scheduler.seed_offset)."""
+    AUTORESEARCH_SEED_OFFSET, which the harness adds to its seed (seed_offset() above)."""
     root = Path(root)
     walls = Walls.of(harness, sandbox)
 

@@ -221,9 +221,9 @@ class Scheduler:
             commit = cand.commit
             root = cand.path if cand.kind != "baseline" else self.trees.add(stem, commit)   # repeats side by side
             offset = seed_offset(cand.number, cand.submitted - 1)
-        job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log",
-                  model=self.model_dir / f"{stem}.pt", trial=cand.number, seeds=cand.kind == "baseline",
-                  seed_offset=offset, keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
+        job = Job(key=stem, root=root, commit=commit, log=self.log_dir / f"{stem}.log", model=self.model_dir / f"{stem}.pt",
+                  trial=cand.number, seeds=cand.kind == "baseline", seed_offset=offset,
+                  keep_model=self.executor.local_models and not best, **self.study.run_limits(cand, kind))
         cand.running_since = time.time()
         cand.pending += 1
         self.inflight[self.executor.submit(job)] = (cand, kind, job)

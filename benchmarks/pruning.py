@@ -19,7 +19,7 @@ baseline, the judge, close calls re-run with the best beside them), each trial a
 run (its value with a small jitter: a smoothed bootstrap); with pruning a drawn run whose curve the
 rule stops is a discard; re-runs are never pruned. An A/A trial draws from the pool the baseline
 draws from (the unchanged code's runs). Every run is on a seed of its own, as in a study (the baseline's
-on SEED + 0, 1, 2; each other run on SEED + 1000 x k: scheduler.seed_offset). Both arms use the same
+on SEED + 0, 1, 2; each other run on SEED + 1000 x k: measurement.seed_offset). Both arms use the same
 random seeds.
 Goal: >= 1.4x trials per hour at a true-keep rate within 5 points and false keeps <= 5%.
 """
@@ -86,7 +86,8 @@ class Runs:
         m = watch.settle(measure(self.ws.root, self.h, self.sums, self.ws.root / f".autoresearch/logs/p{self.n}.log",
                                  self.ws.root / f".autoresearch/models/p{self.n}.pt", on_progress=watch,
                                  seed_offset=offset))
-        row = {"label": label, "edits": edits, "offset": offset, "value": m.value, "state": m.state.value, "reason": m.reason,
+        row = {"label": label, "edits": edits, "offset": offset, "value": m.value, "state": m.state.value,
+               "reason": m.reason,
                "seconds": time.monotonic() - start, "run_seconds": m.result.seconds,
                "curve": {f: (loss, s) for f, loss, s in m.curve}}
         print(f"  {label:5} {str(edits)[:50]:50} {m.state.value:8} {m.value if m.value is not None else '-'!s:10.10} "
@@ -185,7 +186,7 @@ def main():
     found = knobs.find(runs.original)
     change = {name: type(found[name].value)(value)}
 
-    # seeds as a study gives them (scheduler.seed_offset): the baseline's runs 0, 1, 2, ..., every other run
+    # seeds as a study gives them (measurement.seed_offset): the baseline's runs 0, 1, 2, ..., every other run
     # one of its own (1000 x a trial number); an A/A trial is the unchanged code on a seed of its own
     base = [runs.run("base", {}, offset=i) for i in range(args.baseline)]
     ref = reference(base, args.sigma, args.floor, args.after)

@@ -79,13 +79,13 @@ def _inside(value, dist) -> bool:
     return dist.low <= value <= dist.high
 
 
-def _gap(curve: dict, best) -> float:
-    """How far behind the best's curve (the mean of its runs) a pruned run's was at its last point, relative
-    to the best's (0.05: 5% higher loss); 0 where either has no curve there."""
-    if not curve or best is None:
+def _gap(curve: dict, best_curves: list[dict]) -> float:
+    """How far behind the best's curve (the mean of its runs, pruning.curves_of(best)) a pruned run's was at
+    its last point, relative to the best's (0.05: 5% higher loss); 0 where either has no curve there."""
+    if not curve:
         return 0.0
     f = max(curve)
-    theirs = [c[f] for c in pruning.curves_of(best) if f in c]
+    theirs = [c[f] for c in best_curves if f in c]
     if not theirs:
         return 0.0
     ref = sum(theirs) / len(theirs)
@@ -192,6 +192,7 @@ class BuiltinAgent(Agent):
         study = optuna.create_study(direction=direction, sampler=sampler)
         seen = set()
         observed, failed, stopped = [], [], []   # for the gp: (point, run values); crashed points; pruned ones
+        best_curves = pruning.curves_of(context.best) if context.best is not None else []
         for t in context.history:
             params = (t.extra or {}).get("knobs") or {}
             point = {k: params[k] for k in dists if k in params}
@@ -203,7 +204,7 @@ class BuiltinAgent(Agent):
                 observed.append((point, [v for v in t.values if math.isfinite(v)] or [t.value]))
             elif (t.extra or {}).get("pruned"):     # stopped early: Optuna's PRUNED, with its curve so far
                 curve = next(iter(pruning.curves_of(t)), {})
-                stopped.append((point, _gap(curve, context.best)))
+                stopped.append((point, _gap(curve, best_curves)))
                 trial = optuna.trial.create_trial(params=point, distributions=dists,
                                                   state=optuna.trial.TrialState.PRUNED,
                                                   intermediate_values={round(f * 100): v for f, v in curve.items()})

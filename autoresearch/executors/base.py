@@ -46,7 +46,7 @@ class Job:
     pins: dict = field(default_factory=dict)     # `*_sha256` values the score must repeat (the data it read)
     prune: object = None             # a pruning.Reference: stopped when its curve falls behind it (None: never)
     seeds: bool = False              # a run of the human's code (the baseline): its compile cache seeds the rest
-    seed_offset: int = 0             # AUTORESEARCH_SEED_OFFSET: added to the harness' SEED (scheduler.seed_offset)
+    seed_offset: int = 0             # AUTORESEARCH_SEED_OFFSET: added to the harness' SEED (measurement.seed_offset)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on
     return watch.settle(measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
                                 setup.rescore, watch, job.trial, on_start=on_start, keep_model=job.keep_model,
                                 holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
-                                compile_cache=compile_cache(setup.harness), seeds=job.seeds, seed_offset=job.seed_offset))
+                                compile_cache=compile_cache(setup.harness), seeds=job.seeds,
+                                seed_offset=job.seed_offset))
 
 
 def crashed(reason: str, log: Path | str = "", worker: str = "", node: str = "") -> Outcome:
