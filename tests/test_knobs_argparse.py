@@ -103,3 +103,22 @@ def test_first_moves_are_broad_and_move_a_knob_at_its_bound_inwards():
     assert all(0.06 <= v <= 0.1 for v in seen["WARMUP"]) and len(seen["WARMUP"]) > 5   # 30-50% of the range, up
     assert seen["LR"] == {0.08, 0.12, 0.02, 0.0133}                                    # x/÷ 2 or 3
     assert seen["DEPTH"] == {5}                                                        # at its top: one down
+
+
+def test_a_first_move_from_near_one_end_of_a_range_goes_towards_its_middle():
+    from autoresearch.agents.builtin import _distribution, _local_move
+    import random
+    search = {"LR": [0.005, 0.2, "log"], "WD": [0.0, 0.4, "linear"], "DEPTH": [1, 6, "int"]}
+    current = {"LR": 0.008, "WD": 0.32, "DEPTH": 2}          # LR and WD in an outer 40%; DEPTH at 0.2 of its range
+    dists = {k: _distribution(k, search[k], current[k]) for k in search}
+    seen = {k: set() for k in search}
+    for turn in range(60):
+        point = _local_move(current, dists, random.Random(turn), ["LR", "WD", "DEPTH"], turn)
+        (name,) = [k for k in point if point[k] != current[k]]
+        seen[name].add(point[name])
+    assert seen["LR"] == {0.016, 0.024}                       # up: x 2 or 3, never down towards its low end
+    assert seen["WD"] and all(0.12 <= v <= 0.2 for v in seen["WD"])   # down by 30-50% of the range
+    assert seen["DEPTH"] == {3}
+    middle = dict(current, LR=0.03)                           # near the middle (0.49 in log scale): either way
+    lr = {_local_move(middle, dists, random.Random(t), ["LR"], 0)["LR"] for t in range(40)}
+    assert any(v > 0.03 for v in lr) and any(v < 0.03 for v in lr)

@@ -97,9 +97,18 @@ def _key(name: str) -> str:
     return name.lstrip("-").replace("-", "_") if name.startswith("-") else name
 
 
+def _position(value, dist) -> float:
+    """Where value sits in dist's range, 0 (low) to 1 (high), in its search scale."""
+    tr = math.log if dist.log else float
+    return (tr(value) - tr(dist.low)) / ((tr(dist.high) - tr(dist.low)) or 1.0)
+
+
 def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str], turn: int) -> dict:
     """A first step from the best, one knob: x/÷ 2-3 (log), 30-50% of its range (linear), +-1 (int),
-    always towards a side with room (a knob at its bound moves inwards). The knobs take turns (`order` is
+    always towards a side with room (a knob at its bound moves inwards), and towards the middle of its
+    [search] range (in its scale) when it sits in an outer 40% of it: the range is the user's prior, so a
+    value near one end is likelier to gain inwards (from a detuned start, a coin's direction sent three of
+    four detuned knobs further out, and a study kept nothing: stop 20). The knobs take turns (`order` is
     a seeded shuffle), so the first moves try different ones.
 
     Broad on purpose: before a knob has been tried nothing says how much it matters, and a step whose
@@ -110,6 +119,9 @@ def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str]
     dist, value = dists[name], current[name]
     up, down = value < dist.high, value > dist.low           # the sides with room
     sign = rng.choice((-1, 1)) if up and down else (1 if up else -1)
+    where = _position(value, dist)
+    if up and down and abs(where - 0.5) > 0.1:
+        sign = 1 if where < 0.5 else -1
     if isinstance(dist.low, int) and not dist.log:
         new = value + sign
     elif dist.log:
