@@ -64,7 +64,7 @@ def moves(original: str, n: int, seed: int) -> list[dict]:
 class Runs:
     """Measures runs of edits of the workspace's train.py: value, wall seconds, curve."""
 
-    def __init__(self, profile: str, budget: float):
+    def __init__(self, profile: str, budget: float, start: str = ""):
         from autoresearch.harness import Harness
         from autoresearch.measurement import checksums
         from benchmarks.common import workspace
@@ -73,6 +73,10 @@ class Runs:
         self.sums = checksums(self.ws.root, self.h.readonly)
         self.train = self.ws.root / "train.py"
         self.original = self.train.read_text()
+        if start:        # --start: every run, the baseline's too, is an edit of train.py with these knob values
+            from autoresearch import knobs
+            from benchmarks.search import start_values
+            self.original = knobs.rewrite(self.original, start_values(start, self.original))
         self.n = 0
 
     def run(self, label: str, edits: dict, reference=None, offset: int = 0) -> dict:
@@ -161,6 +165,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="runs of A/A and of the true gain each")
     ap.add_argument("--live", type=int, default=2, help="pruned moves re-run with pruning on (the kill's cost)")
     ap.add_argument("--change", default="MATRIX_LR=0.08", help="the true gain")
+    ap.add_argument("--start", default="", metavar="NAME=VALUE,...",
+                    help="start from train.py with these knob values (an untuned harness: the baseline, the moves "
+                         "from it and the A/A runs; --change applies on top)")
     ap.add_argument("--sigma", type=float, default=Config.prune_sigma)
     ap.add_argument("--floor", type=float, default=Config.prune_floor)
     ap.add_argument("--after", type=float, default=Config.prune_after)
@@ -176,11 +183,12 @@ def main():
         data = json.loads(Path(args.load).read_text())
         meta = data.pop("meta", {})                 # (files saved before 2026-11-28 have none)
         args.profile, args.budget = meta.get("profile", "?"), meta.get("budget", float("nan"))
+        args.start = meta.get("start", "")
         for r in (r for group in data.values() for r in group):
             r["curve"] = {float(f): tuple(c) for f, c in r["curve"].items()}
         analyse(args, data["base"], data["moves"], data["aa"], data["gain"], data["live"], t0)
         return
-    runs = Runs(args.profile, args.budget)
+    runs = Runs(args.profile, args.budget, args.start)
     from autoresearch import knobs
     name, value = args.change.split("=")
     found = knobs.find(runs.original)
@@ -198,7 +206,7 @@ def main():
                  unpruned=r["seconds"])
             for r in [r for r in mv if pruned_at(r, ref) is not None][: args.live]]
     if args.save:
-        Path(args.save).write_text(json.dumps({"meta": {"profile": args.profile, "budget": args.budget}, "base": base,
+        Path(args.save).write_text(json.dumps({"meta": {"profile": args.profile, "budget": args.budget, "start": args.start}, "base": base,
                                                "moves": mv, "aa": aa, "gain": gain, "live": live}))
     analyse(args, base, mv, aa, gain, live, t0)
 
@@ -269,7 +277,8 @@ def analyse(args, base, mv, aa, gain, live, t0):
                       if len(a_pool) >= 2 and len(b_pool) >= 2 else (0.0, 0.0))
             print(f"  sigma {sigma:g} floor {floor:<6g} {sp:5.2f}x  false keeps {fk:5.1%}  true keeps {tk:5.1%}")
     print(f"\ntrials per hour: {speed.get('moves', 0.0):.2f}x  (builtin-agent moves, profile {args.profile}, "
-          f"budget {args.budget:g} s; all sets: {speed.get('all', 0.0):.2f}x)")
+          f"budget {args.budget:g} s{'; from ' + args.start if args.start else ''}; "
+          f"all sets: {speed.get('all', 0.0):.2f}x)")
     print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
           f"{(time.monotonic() - t0) / 60:.1f} min, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
