@@ -189,10 +189,8 @@ def main():
         analyse(args, data["base"], data["moves"], data["aa"], data["gain"], data["live"], t0)
         return
     runs = Runs(args.profile, args.budget, args.start)
-    from autoresearch import knobs
-    name, value = args.change.split("=")
-    found = knobs.find(runs.original)
-    change = {name: type(found[name].value)(value)}
+    from benchmarks.search import start_values
+    change = start_values(args.change, runs.original, "--change")      # NAME=VALUE, in the knob's type
 
     # seeds as a study gives them (measurement.seed_offset): the baseline's runs 0, 1, 2, ..., every other run
     # one of its own (1000 x a trial number); an A/A trial is the unchanged code on a seed of its own
@@ -206,8 +204,9 @@ def main():
                  unpruned=r["seconds"])
             for r in [r for r in mv if pruned_at(r, ref) is not None][: args.live]]
     if args.save:
-        Path(args.save).write_text(json.dumps({"meta": {"profile": args.profile, "budget": args.budget, "start": args.start}, "base": base,
-                                               "moves": mv, "aa": aa, "gain": gain, "live": live}))
+        meta = {"profile": args.profile, "budget": args.budget, "start": args.start}
+        Path(args.save).write_text(json.dumps({"meta": meta, "base": base, "moves": mv, "aa": aa, "gain": gain,
+                                               "live": live}))
     analyse(args, base, mv, aa, gain, live, t0)
 
 

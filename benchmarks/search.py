@@ -372,19 +372,20 @@ def agent_for(strategy: str, builtin_options: dict | None = None):
 STRATEGIES = ("builtin", "random", "tree", "hybrid")
 
 
-def start_values(spec: str, text: str) -> dict:
-    """--start NAME=VALUE,...: knob values of train.py's text, each of its knob's type; a clear error otherwise."""
+def start_values(spec: str, text: str, flag: str = "--start") -> dict:
+    """NAME=VALUE,... (the flag's value): knob values of train.py's text, each of its knob's type; a clear error
+    otherwise."""
     found = knobs.find(text)
     out = {}
     for item in filter(None, (i.strip() for i in spec.split(","))):
         name, eq, value = item.partition("=")
         if not eq or name not in found:
-            raise SystemExit(f"--start {item!r}: write NAME=VALUE with NAME one of train.py's knobs "
+            raise SystemExit(f"{flag} {item!r}: write NAME=VALUE with NAME one of train.py's knobs "
                              f"({', '.join(sorted(found))})")
         try:
             out[name] = type(found[name].value)(value)
         except ValueError:
-            raise SystemExit(f"--start {item!r}: {name} is a {type(found[name].value).__name__}") from None
+            raise SystemExit(f"{flag} {item!r}: {name} is a {type(found[name].value).__name__}") from None
     return out
 
 
@@ -569,8 +570,8 @@ def main(argv=None) -> int:
         return remeasure_saved(Path(args.remeasure_saved), args.remeasure or 5, argv)
     print("command: python benchmarks/search.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     builtin_options = _options(args.builtin_option)
-    knob_text = ((Path(__file__).resolve().parent.parent / "autoresearch" / "harness" / "train.py").read_text()
-                 if args.real else "\n".join(f"{n} = {d!r}" for n, (_, d) in SEARCH.items()))
+    from autoresearch.harness import _package_file
+    knob_text = _package_file("train.py") if args.real else "\n".join(f"{n} = {d!r}" for n, (_, d) in SEARCH.items())
     start = start_values(args.start, knob_text)
     measured = json.loads(Path(args.surface).read_text()) if args.surface else None
     if measured and args.surface_base:

@@ -97,12 +97,6 @@ def _key(name: str) -> str:
     return name.lstrip("-").replace("-", "_") if name.startswith("-") else name
 
 
-def _position(value, dist) -> float:
-    """Where value sits in dist's range, 0 (low) to 1 (high), in its search scale."""
-    tr = math.log if dist.log else float
-    return (tr(value) - tr(dist.low)) / ((tr(dist.high) - tr(dist.low)) or 1.0)
-
-
 def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str], turn: int) -> dict:
     """A first step from the best, one knob: x/÷ 2-3 (log), 30-50% of its range (linear), +-1 (int),
     always towards a side with room (a knob at its bound moves inwards), and towards the middle of its
@@ -119,7 +113,7 @@ def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str]
     dist, value = dists[name], current[name]
     up, down = value < dist.high, value > dist.low           # the sides with room
     sign = rng.choice((-1, 1)) if up and down else (1 if up else -1)
-    where = _position(value, dist)
+    where = _distance(value, dist.low, dist)                  # 0 (its low end) to 1 (its high end)
     if up and down and abs(where - 0.5) > 0.1:
         sign = 1 if where < 0.5 else -1
     if isinstance(dist.low, int) and not dist.log:
