@@ -7,7 +7,8 @@ without pruning, its curve kept (autoresearch/pruning.py's Watch):
   - the baseline, `--baseline` times (the file as it is: the reference curves and their spread),
   - `--moves` candidates as the builtin agent makes its first ones (one knob of its search space
     moved x/÷ 2-3, 30-50% of its range, or +-1: its first moves; the runs measured before 2026-11-28,
-    in the closing notes, had x/÷ 1.5-2 and +-10-25%), the realistic mix of a study,
+    in the closing notes, had x/÷ 1.5-2 and +-10-25%), the realistic mix of a study's start, or with
+    `--mix random` the random strategy's draws (every knob across its range, one or two changed),
   - A/A: `--runs` runs of the unchanged code (no better than the baseline), and
   - true gains: `--runs` runs of a known real change (--change, default MATRIX_LR=0.08).
 Then the pruning rule (the study's defaults, or --sigma/--floor/--after) is replayed on every curve,
@@ -58,6 +59,28 @@ def moves(original: str, n: int, seed: int) -> list[dict]:
         change = {k: v for k, v in point.items() if v != current[k]}
         if change and change not in out and len(out) < n:
             out.append(change)
+    return out
+
+
+def random_moves(original: str, n: int, seed: int) -> list[dict]:
+    """The random strategy's proposals (BuiltinAgent(sampler="random"), the agent itself, with no history):
+    every knob drawn across its [search] range, then one knob changed (60%) or the two drawn furthest. Its
+    draws stand for a study's broad trials, the kind the builtin's model makes once screening is over."""
+    import tempfile
+    from autoresearch import knobs
+    from autoresearch.agents import Context
+    from autoresearch.agents.builtin import BuiltinAgent
+    from autoresearch.harness import DEFAULT_SEARCH
+    agent, current = BuiltinAgent(sampler="random"), knobs.find(original)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(4 * n):
+            (Path(tmp) / "train.py").write_text(original)
+            p = agent.propose(Context(root=Path(tmp), program="", files={"train.py": original},
+                                      editable=("train.py",), search=DEFAULT_SEARCH, trial_number=i, seed=seed))
+            change = {k: v for k, v in p.extra.get("params", {}).items() if v != current[k].value}
+            if change and change not in out and len(out) < n:
+                out.append(change)
     return out
 
 
@@ -161,7 +184,9 @@ def main():
     ap.add_argument("--profile", default="cpu", help="cpu (default) or smoke")
     ap.add_argument("--budget", type=float, default=15.0, help="seconds of training per run")
     ap.add_argument("--baseline", type=int, default=3)
-    ap.add_argument("--moves", type=int, default=8, help="builtin-agent moves (the trials-per-hour mix)")
+    ap.add_argument("--moves", type=int, default=8, help="moves: the trials-per-hour mix")
+    ap.add_argument("--mix", choices=("builtin", "random"), default="builtin",
+                    help="the moves: the builtin agent's first ones (default) or the random strategy's draws")
     ap.add_argument("--runs", type=int, default=5, help="runs of A/A and of the true gain each")
     ap.add_argument("--live", type=int, default=2, help="pruned moves re-run with pruning on (the kill's cost)")
     ap.add_argument("--change", default="MATRIX_LR=0.08", help="the true gain")
@@ -183,7 +208,7 @@ def main():
         data = json.loads(Path(args.load).read_text())
         meta = data.pop("meta", {})                 # (files saved before 2026-11-28 have none)
         args.profile, args.budget = meta.get("profile", "?"), meta.get("budget", float("nan"))
-        args.start = meta.get("start", "")
+        args.start, args.mix = meta.get("start", ""), meta.get("mix", "builtin")
         for r in (r for group in data.values() for r in group):
             r["curve"] = {float(f): tuple(c) for f, c in r["curve"].items()}
         analyse(args, data["base"], data["moves"], data["aa"], data["gain"], data["live"], t0)
@@ -196,7 +221,8 @@ def main():
     # one of its own (1000 x a trial number); an A/A trial is the unchanged code on a seed of its own
     base = [runs.run("base", {}, offset=i) for i in range(args.baseline)]
     ref = reference(base, args.sigma, args.floor, args.after)
-    mv = [runs.run("move", e, offset=1000 * (1 + i)) for i, e in enumerate(moves(runs.original, args.moves, args.seed))]
+    draw = random_moves if args.mix == "random" else moves
+    mv = [runs.run("move", e, offset=1000 * (1 + i)) for i, e in enumerate(draw(runs.original, args.moves, args.seed))]
     aa = [runs.run("A/A", {}, offset=1000 * (100 + i)) for i in range(args.runs)]
     gain = [runs.run("gain", change, offset=1000 * (200 + i)) for i in range(args.runs)]
     # the kill's cost: pruned moves again, live, with pruning on
@@ -204,7 +230,7 @@ def main():
                  unpruned=r["seconds"])
             for r in [r for r in mv if pruned_at(r, ref) is not None][: args.live]]
     if args.save:
-        meta = {"profile": args.profile, "budget": args.budget, "start": args.start}
+        meta = {"profile": args.profile, "budget": args.budget, "start": args.start, "mix": args.mix}
         Path(args.save).write_text(json.dumps({"meta": meta, "base": base, "moves": mv, "aa": aa, "gain": gain,
                                                "live": live}))
     analyse(args, base, mv, aa, gain, live, t0)
@@ -275,7 +301,7 @@ def analyse(args, base, mv, aa, gain, live, t0):
             fk, tk = (simulate(base_pool, a_pool, b_pool, r, random.Random(args.seed), args.studies, jitter=sd / 2)
                       if len(a_pool) >= 2 and len(b_pool) >= 2 else (0.0, 0.0))
             print(f"  sigma {sigma:g} floor {floor:<6g} {sp:5.2f}x  false keeps {fk:5.1%}  true keeps {tk:5.1%}")
-    print(f"\ntrials per hour: {speed.get('moves', 0.0):.2f}x  (builtin-agent moves, profile {args.profile}, "
+    print(f"\ntrials per hour: {speed.get('moves', 0.0):.2f}x  ({args.mix} moves, profile {args.profile}, "
           f"budget {args.budget:g} s{'; from ' + args.start if args.start else ''}; "
           f"all sets: {speed.get('all', 0.0):.2f}x)")
     print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
