@@ -172,7 +172,14 @@ Stop 20: --start UNEMBEDDING_LR=0.001,EMBEDDING_LR=0.1,MATRIX_LR=0.008,ADAM_BETA
 the defaults, 3 paired runs), --real --trials 20 --seeds 4, as printed: builtin -2.08 +- 2.37 (seed 0
 kept nothing: its coin sent three detuned knobs further out), random -2.68 +- 1.23; then first moves
 towards the middle of a range for a knob in an outer 40% of it: builtin -5.99 +- 2.30 (-3.01, -6.10,
--6.24, -8.63; 2347 s), not yet re-measured side by side (--remeasure-saved on all twelve bests).
+-6.24, -8.63; 2347 s). All twelve bests re-measured side by side (--remeasure-saved, 5 rounds, one
+shared detuned baseline, sd 0.0197; 658 s): builtin -4.82 +- 1.10 (-3.28, -5.40, -4.82, -5.79), random
+-1.43 +- 1.39 (-1.92, -2.37, -2.06, +0.65), the coin -1.73 +- 2.32; builtin - random -3.40% (se 0.89%):
+beyond 2 se. A second start, chosen after the rule, knobs at the other ends (stop 21): --start
+MATRIX_LR=0.15,WARMDOWN_RATIO=0.1,EMBEDDING_LR=1.8 (+5.6%), --real --trials 20 --seeds 3, 2166 s; as
+printed builtin -4.73 +- 2.78, random -6.22 +- 0.83; re-measured (5 rounds, baseline sd 0.0102, 377 s):
+builtin -3.86 +- 1.68 (-3.84, -5.55, -2.19), random -6.20 +- 0.26 (-6.14, -6.49, -5.97); random ahead
+by 2.34% (se 0.98%). The builtin beats random on one detuned start of two.
 """
 
 from __future__ import annotations
