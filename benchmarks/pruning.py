@@ -301,7 +301,8 @@ def analyse(args, base, mv, aa, gain, live, t0):
             fk, tk = (simulate(base_pool, a_pool, b_pool, r, random.Random(args.seed), args.studies, jitter=sd / 2)
                       if len(a_pool) >= 2 and len(b_pool) >= 2 else (0.0, 0.0))
             print(f"  sigma {sigma:g} floor {floor:<6g} {sp:5.2f}x  false keeps {fk:5.1%}  true keeps {tk:5.1%}")
-    print(f"\ntrials per hour: {speed.get('moves', 0.0):.2f}x  ({args.mix} moves, profile {args.profile}, "
+    moved = f"{speed['moves']:.2f}x" if "moves" in speed else "- (no moves measured)"
+    print(f"\ntrials per hour: {moved}  ({args.mix} moves, profile {args.profile}, "
           f"budget {args.budget:g} s{'; from ' + args.start if args.start else ''}; "
           f"all sets: {speed.get('all', 0.0):.2f}x)")
     print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
