@@ -57,8 +57,10 @@ def moves(original: str, n: int, seed: int) -> list[dict]:
     for i in range(4 * n):          # a move that rounds back to where it started, or repeats one, is none: draw again
         point = _local_move(current, dists, random.Random(f"{seed}/{i}"), order, i)
         change = {k: v for k, v in point.items() if v != current[k]}
-        if change and change not in out and len(out) < n:
+        if change and change not in out:
             out.append(change)
+        if len(out) == n:
+            break
     return out
 
 
@@ -79,8 +81,10 @@ def random_moves(original: str, n: int, seed: int) -> list[dict]:
             p = agent.propose(Context(root=Path(tmp), program="", files={"train.py": original},
                                       editable=("train.py",), search=DEFAULT_SEARCH, trial_number=i, seed=seed))
             change = {k: v for k, v in p.extra.get("params", {}).items() if v != current[k].value}
-            if change and change not in out and len(out) < n:
+            if change and change not in out:
                 out.append(change)
+            if len(out) == n:
+                break
     return out
 
 

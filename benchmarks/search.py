@@ -417,7 +417,8 @@ def one(strategy: str, seed: int, trials: int, real: bool, tmp: Path, noise: flo
         root = workspace("smoke", root=str(tmp / tag), tag=tag).root
     else:
         root = surrogate_workspace(tmp / tag / "ws", seed, tag, noise, measured)
-    detune(Workspace(root, tag=tag), start or {})
+    if start:
+        detune(Workspace(root, tag=tag), start)
     from autoresearch.harness import Harness
     table = dict(Harness.load(root).section("study"))
     table.update(seed=seed, search="tree" if strategy == "tree" else "greedy", tree_k=3)
