@@ -91,3 +91,26 @@ def test_every_knob_gets_a_first_move_before_the_model_takes_over(tmp_path):
         history.append(Trial(number=n, state=TrialState.DISCARD, description=p.description, commit=f"c{n}",
                              parent="c0", value=9.0, extra={"knobs": p.extra["params"]}))
     assert sorted(moved) == ["X", "Y"], moved
+
+
+def test_a_kept_step_is_taken_once_more_then_the_search_moves_on(tmp_path):
+    """The pattern move: X 1.0 -> 2.5 kept, so X 4.0 next (the same step in X's scale); Y's log step x2 kept,
+    so x2 again, clipped to its range; a step already tried, or -o extend=false, leaves it to the search."""
+    base = Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0, kind="baseline",
+                 extra={"knobs": {"X": 1.0, "Y": 3.0}})
+    kept = Trial(number=1, state=TrialState.KEEP, description="X 1.0 -> 2.5", commit="c1", parent="c0", value=4.0,
+                 extra={"knobs": {"X": 2.5, "Y": 3.0}, "base": "c0"})
+    text = TRAIN.replace("X = 1.0", "X = 2.5")
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base, kept], kept, 2, text))
+    assert p.extra["params"] == {"X": 4.0, "Y": 3.0} and p.description == "X 2.5 -> 4.0"
+    # already tried: the search goes on as before (the next knob's first move)
+    tried = Trial(number=2, state=TrialState.DISCARD, description="X 2.5 -> 4.0", commit="c2", parent="c1", value=4.5,
+                  extra={"knobs": {"X": 4.0, "Y": 3.0}, "base": "c1"})
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base, kept, tried], kept, 3, text))
+    assert p.extra["params"]["Y"] != 3.0 and p.extra["params"]["X"] == 2.5
+    assert BuiltinAgent(extend=False).propose(_ctx(tmp_path, [base, kept], kept, 2, text)).extra["params"] != {"X": 4.0, "Y": 3.0}
+    # a log knob: 3 -> 6 kept, 12 next would leave [0.5, 8]: 8, its bound
+    up = Trial(number=1, state=TrialState.KEEP, description="Y 3.0 -> 6.0", commit="c1", parent="c0", value=4.0,
+               extra={"knobs": {"X": 1.0, "Y": 6.0}, "base": "c0"})
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base, up], up, 2, TRAIN.replace("Y = 3.0", "Y = 6.0")))
+    assert p.extra["params"] == {"X": 1.0, "Y": 8.0}

@@ -10,7 +10,7 @@ outcome). The optimiser learns from the LLM's trials: the study records every tr
 values (Trial.extra["knobs"], read from the files it ran), and the builtin agent rebuilds its
 model (the gp, or Optuna's TPE) from those records, whoever made the trial.
 
-Options: llm_share (0..1) and the optimiser's own (file, max_changes, n_startup_trials, sampler, screen,
+Options: llm_share (0..1) and the optimiser's own (file, max_changes, n_startup_trials, sampler, screen, extend,
 pruned_behind) are taken here; every other option goes to the LLM agent (model, base_url, max_turns, ...).
 """
 
