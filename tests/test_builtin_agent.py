@@ -109,8 +109,18 @@ def test_a_kept_step_is_taken_once_more_then_the_search_moves_on(tmp_path):
     p = BuiltinAgent().propose(_ctx(tmp_path, [base, kept, tried], kept, 3, text))
     assert p.extra["params"]["Y"] != 3.0 and p.extra["params"]["X"] == 2.5
     assert BuiltinAgent(extend=False).propose(_ctx(tmp_path, [base, kept], kept, 2, text)).extra["params"] != {"X": 4.0, "Y": 3.0}
-    # a log knob: 3 -> 6 kept, 12 next would leave [0.5, 8]: 8, its bound
-    up = Trial(number=1, state=TrialState.KEEP, description="Y 3.0 -> 6.0", commit="c1", parent="c0", value=4.0,
-               extra={"knobs": {"X": 1.0, "Y": 6.0}, "base": "c0"})
-    p = BuiltinAgent().propose(_ctx(tmp_path, [base, up], up, 2, TRAIN.replace("Y = 3.0", "Y = 6.0")))
+    # a log knob: 3 -> 5.5 kept, 10.1 next would leave [0.5, 8]: 8, its bound (more than half the step)
+    up = Trial(number=1, state=TrialState.KEEP, description="Y 3.0 -> 5.5", commit="c1", parent="c0", value=4.0,
+               extra={"knobs": {"X": 1.0, "Y": 5.5}, "base": "c0"})
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base, up], up, 2, TRAIN.replace("Y = 3.0", "Y = 5.5")))
     assert p.extra["params"] == {"X": 1.0, "Y": 8.0}
+    # a pair near the bounds: after X 2.0 -> 5.8 and Y 3 -> 5, X has 0.2 of its 3.8 step left:
+    # X stays, Y goes to its bound; with X alone there, nothing is left to extend: the search goes on
+    pair = Trial(number=1, state=TrialState.KEEP, description="X, Y", commit="c1", parent="c0", value=4.0,
+                 extra={"knobs": {"X": 5.8, "Y": 5.0}, "base": "c0"})
+    base2 = base.replace(extra={"knobs": {"X": 2.0, "Y": 3.0}})
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base2, pair], pair, 2, TRAIN.replace("X = 1.0", "X = 5.8").replace("Y = 3.0", "Y = 5.0")))
+    assert p.extra["params"] == {"X": 5.8, "Y": 8.0}
+    alone = pair.replace(extra={"knobs": {"X": 5.8, "Y": 3.0}, "base": "c0"})
+    p = BuiltinAgent().propose(_ctx(tmp_path, [base2, alone], alone, 2, TRAIN.replace("X = 1.0", "X = 5.8")))
+    assert p.extra["params"]["X"] != 6.0 or p.extra["params"]["Y"] != 3.0

@@ -131,8 +131,9 @@ def _local_move(current: dict, dists: dict, rng: random.Random, order: list[str]
 
 def _extension(context: Context, current: dict, dists: dict, seen: set) -> dict | None:
     """The keep's step taken once more: the best (a tree node: that node) minus the point it was run on,
-    added again in each knob's search scale, clipped to the range; None where that point has been tried,
-    stays put (a knob at its bound) or the step is not a change of one or two knobs of the ranges.
+    added again in each knob's search scale, clipped to the range (a knob whose bound leaves it less than
+    half its step stays); None where that point has been tried, no knob moves, or the step is not a change
+    of one or two knobs of the ranges.
 
     Why: a first move is a fixed 30-50% of a range (or x/÷ 2-3), so an optimum towards the far end is
     reached only part way, and the model, which knows nothing beyond the points it has, did not go further:
@@ -152,9 +153,10 @@ def _extension(context: Context, current: dict, dists: dict, seen: set) -> dict 
     if not 0 < len(step) <= 2:
         return None
     change = {}
-    for k, du in step.items():
-        value = _round(gp.from_unit(min(max(gp.unit(current[k], dists[k]) + du, 0.0), 1.0), dists[k]), dists[k])
-        if value != current[k]:
+    for k, du in step.items():         # a knob its bound stops short of half the step stays (0.38 -> 0.4 of 0.4)
+        here = gp.unit(current[k], dists[k])
+        value = _round(gp.from_unit(min(max(here + du, 0.0), 1.0), dists[k]), dists[k])
+        if value != current[k] and abs(gp.unit(value, dists[k]) - here) >= abs(du) / 2:
             change[k] = value
     if not change or tuple(sorted(dict(current, **change).items())) in seen:
         return None
