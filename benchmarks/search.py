@@ -180,6 +180,29 @@ MATRIX_LR=0.15,WARMDOWN_RATIO=0.1,EMBEDDING_LR=1.8 (+5.6%), --real --trials 20 -
 printed builtin -4.73 +- 2.78, random -6.22 +- 0.83; re-measured (5 rounds, baseline sd 0.0102, 377 s):
 builtin -3.86 +- 1.68 (-3.84, -5.55, -2.19), random -6.20 +- 0.26 (-6.14, -6.49, -5.97); random ahead
 by 2.34% (se 0.98%). The builtin beats random on one detuned start of two.
+
+Stop 22: the builtin's pattern move (after a keep, its step once more; -o extend=false: off), new
+studies re-measured beside the earlier stops' saved bests (--remeasure-saved on one folder holding
+them all as STRATEGY-SEED.best.py; 5 rounds, one shared baseline per start):
+    start 1 (--seeds 3, 1547 s; re-measured in 622 s, baseline sd 0.0082):
+        builtin, pattern move -6.26 +- 1.16 (-7.45, -6.20, -5.13); before it -5.15 +- 1.13 (4 seeds);
+        random -1.07 +- 0.78 (4); builtin - random -5.19% (se 0.78%)
+    start 2 (--seeds 3, 1291 s; re-measured in 527 s, baseline sd 0.0133):
+        builtin, pattern move -5.78 +- 0.83 (-5.41, -5.21, -6.73); before it -5.07 +- 2.09 (3 seeds);
+        random -6.64 +- 0.47 (3); builtin - random +0.86% (se 0.55%): within the noise (was 2.34%)
+The pattern move took the builtin further on both starts (-1.1% and -0.7% against its earlier bests
+in the same rounds, each within their spread). On start 2 it extended WARMDOWN_RATIO 0.38-0.42 to
+0.65-0.74 in two studies: no gain (0.65 lost 1.6% after MATRIX_LR had come down to 0.05), so the far
+end was not what random had over it; random's bests there combine WEIGHT_DECAY 0.33-0.37 with a long
+warmdown and FINAL_LR_FRAC 0.12-0.18 at the start's MATRIX_LR 0.15: another basin, reached by its
+two-knob draws across whole ranges.
+    start 3, held out (--start UNEMBEDDING_LR=0.03,WARMUP_RATIO=0.2,ADAM_BETA2=0.999,SCALAR_LR=0.05,
+    +3.4% by 3 paired rounds: less room), --strategies builtin,random --seeds 3, 2214 s; as printed
+    builtin -2.06 +- 0.48, random -1.80 +- 0.14; re-measured (378 s, baseline sd 0.0297): builtin
+    -2.15 +- 0.83 (-2.57, -2.69, -1.20), random -1.42 +- 0.79 (-1.07, -0.88, -2.32); builtin - random
+    -0.73% (se 0.66%)
+Over the three starts builtin - random averages -1.69% (se 0.39%): the builtin is ahead beyond the
+noise on average and on start 1, within it on starts 2 and 3, and behind beyond it on none.
 """
 
 from __future__ import annotations

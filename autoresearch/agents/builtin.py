@@ -153,7 +153,7 @@ def _extension(context: Context, current: dict, dists: dict, seen: set) -> dict 
     if not 0 < len(step) <= 2:
         return None
     change = {}
-    for k, du in step.items():         # a knob its bound stops short of half the step stays (0.38 -> 0.4 of 0.4)
+    for k, du in step.items():         # a knob its bound stops short of half its step stays
         here = gp.unit(current[k], dists[k])
         value = _round(gp.from_unit(min(max(here + du, 0.0), 1.0), dists[k]), dists[k])
         if value != current[k] and abs(gp.unit(value, dists[k]) - here) >= abs(du) / 2:
