@@ -94,8 +94,9 @@ def test_every_knob_gets_a_first_move_before_the_model_takes_over(tmp_path):
 
 
 def test_a_kept_step_is_taken_once_more_then_the_search_moves_on(tmp_path):
-    """The pattern move: X 1.0 -> 2.5 kept, so X 4.0 next (the same step in X's scale); Y's log step x2 kept,
-    so x2 again, clipped to its range; a step already tried, or -o extend=false, leaves it to the search."""
+    """The pattern move: X 1.0 -> 2.5 kept, so X 4.0 next (the same step in X's scale); Y's log step 3 -> 5.5
+    kept, so the same ratio again, clipped to its range; a knob with less than half its step left stays; a
+    step already tried, or -o extend=false, leaves it to the search."""
     base = Trial(number=0, state=TrialState.KEEP, description="baseline", commit="c0", value=5.0, kind="baseline",
                  extra={"knobs": {"X": 1.0, "Y": 3.0}})
     kept = Trial(number=1, state=TrialState.KEEP, description="X 1.0 -> 2.5", commit="c1", parent="c0", value=4.0,

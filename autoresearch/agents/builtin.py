@@ -149,12 +149,13 @@ def _extension(context: Context, current: dict, dists: dict, seen: set) -> dict 
     before = (parent.extra or {}).get("knobs") if parent is not None else None
     if not isinstance(before, dict) or not all(_inside(before.get(k), d) for k, d in dists.items()):
         return None
-    step = {k: gp.unit(current[k], d) - gp.unit(before[k], d) for k, d in dists.items() if current[k] != before[k]}
-    if not 0 < len(step) <= 2:
+    moved = [k for k in dists if current[k] != before[k]]
+    if not 0 < len(moved) <= 2:
         return None
     change = {}
-    for k, du in step.items():         # a knob its bound stops short of half its step stays
+    for k in moved:                    # a knob its bound stops short of half its step stays
         here = gp.unit(current[k], dists[k])
+        du = here - gp.unit(before[k], dists[k])
         value = _round(gp.from_unit(min(max(here + du, 0.0), 1.0), dists[k]), dists[k])
         if value != current[k] and abs(gp.unit(value, dists[k]) - here) >= abs(du) / 2:
             change[k] = value
