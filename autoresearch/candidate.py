@@ -84,6 +84,18 @@ class Candidate:
             out["gpu_util"] = round(sum(gpu) / len(gpu), 1)
         return {**out, **(getattr(self, "disturbed", None) or {})}
 
+    def drop(self, indices, why: str) -> int:
+        """The baseline's runs at these indices leave it, with their values and models (other load starved
+        them: they are measured again); its record notes them. Returns how many left."""
+        for i in sorted(indices, reverse=True):
+            self.runs.pop(i)
+            self.values.pop(i)
+            self.models.pop(i).unlink(missing_ok=True)
+        note = self.disturbed = getattr(self, "disturbed", None) or {"disturbed_runs": 0}
+        note["disturbed_runs"] += len(indices)
+        note["disturbed"] = why
+        return len(indices)
+
     def seconds(self) -> tuple[float, float]:
         """(wall seconds, reported training seconds) of every run it caused."""
         runs = self.runs + self.best_runs

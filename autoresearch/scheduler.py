@@ -42,21 +42,16 @@ POLL = 0.05          # seconds between looks at the executor and the proposal qu
 
 class Scheduler:
     def __init__(self, study, executor: Executor, workers: int | None = None, pipeline: bool | None = None):
-        self.study = study
-        self.ws = study.ws
-        self.harness = study.harness
-        self.executor = executor
+        self.study, self.ws, self.harness, self.executor = study, study.ws, study.harness, executor
         self.workers = max(1, workers or executor.slots)
         self.trees = Worktrees(self.ws)
         pipeline = study.config.pipeline if pipeline is None else pipeline
         self.proposer = Proposer(self, self.workers > 1 if pipeline is None else pipeline)
-        self.log_dir = self.ws.root / ".autoresearch" / "logs"
-        self.model_dir = self.ws.root / ".autoresearch" / "models"
+        self.log_dir, self.model_dir = self.ws.root / ".autoresearch" / "logs", self.ws.root / ".autoresearch" / "models"
         self.cv = threading.Condition()
         self.inflight: dict = {}                  # executor handle -> (Candidate, "run" | "best", Job)
         self.queue: collections.deque = collections.deque()   # (Candidate, kind): re-runs waiting for a slot
-        self.draining = False
-        self.recorded = 0
+        self.draining, self.recorded = False, 0
         self.budget: int | None = None            # max_trials of this invocation
         self._move_to = ""                        # a kept commit the branch has not moved to yet
         self._trash: list[Candidate] = []         # recorded: worktrees removed off the critical path
@@ -153,18 +148,25 @@ class Scheduler:
 
     # ------------------------------------------------------------------ baseline
     def _baseline(self, cand: Candidate) -> None:
-        """The baseline's repeats run side by side (up to the slots), each in its own worktree."""
+        """The baseline's repeats run side by side (up to the slots), each in its own worktree; a run that other
+        load starved (the quiet rest say so: LoadCheck.outliers) is measured again, as a trial's is (h13)."""
         study, _ = self.study, self.proposer.fingerprint(cand, self.ws.root)      # its knobs, as committed
         study.display.message(f"[baseline] {cand.wanted} run(s) on {min(cand.wanted, self.workers)} slot(s)")
-        while (cand.wanted and cand.failed is None) or cand.pending:
-            while cand.wanted and cand.failed is None and self.free():
-                cand.wanted -= 1
-                self._submit(cand, "run")
-            self._step()
-            if cand.failed is not None:          # a failing baseline fails every time: stop early
-                for handle, (c, _, _) in list(self.inflight.items()):
-                    if c is cand:
-                        self.executor.cancel(handle)
+        for again in range(study.load.reruns + 1):
+            while (cand.wanted and cand.failed is None) or cand.pending:
+                while cand.wanted and cand.failed is None and self.free():
+                    cand.wanted -= 1
+                    self._submit(cand, "run")
+                self._step()
+                for handle in [h for h, (c, _, _) in self.inflight.items() if c is cand and cand.failed is not None]:
+                    self.executor.cancel(handle)     # a failing baseline fails every time: stop early
+            starved = [] if cand.failed is not None or again == study.load.reruns else study.load.outliers(cand.runs)
+            if not starved:
+                break
+            why = study.load.disturbed(cand.runs[starved[0]])
+            study.display.message(f"  baseline run(s) {', '.join(str(i + 1) for i in starved)} disturbed ({why}): "
+                                  f"measuring again")
+            cand.wanted = cand.drop(starved, why)
         if cand.failed is not None:
             self._record(cand, cand.failed.state, cand.failed.reason)
             why = cand.failed.reason.splitlines()[0] if cand.failed.reason else ""
@@ -327,10 +329,8 @@ class Scheduler:
         picked, why = self.trees.rebase(cand.path, cand.commit, best.commit)
         cand.base, cand.rebased, cand.values = best.commit, True, []
         if not picked:
-            if why == "empty":
-                why = f"its change is already in the best (trial {best.number})"
-            else:
-                why = f"re-basing onto trial {best.number} [{best.commit[:7]}] {why}"
+            why = (f"its change is already in the best (trial {best.number})" if why == "empty"
+                   else f"re-basing onto trial {best.number} [{best.commit[:7]}] {why}")
             cand.unrun, cand.commit = (TrialState.DISCARD, why), ""
             return
         cand.commit = picked

@@ -206,3 +206,26 @@ def test_a_pruned_run_is_checked_for_disturbance_too():
     assert check.disturbed(quiet) == ""                    # pruned on its merits: judged as pruned
     crashed = dataclasses.replace(starved, result=dataclasses.replace(starved.result, killed=""))
     assert check.disturbed(crashed) == ""                  # a crash is judged as a crash
+
+
+def test_a_starved_baseline_run_is_measured_again_not_kept(tmp_path):
+    """The baseline's runs are the reference, so no quiet run stood before them: one that other load starved
+    (here the first, which sleeps instead of computing and scores worse, as a run that got half its steps
+    does) is found by the quiet rest once all are in, and measured again; its value never enters the noise."""
+    ws = make_fake_workspace(tmp_path / "ws")
+    train = ws / "train.py"
+    block = ('if os.environ.get("AUTORESEARCH_SEED_OFFSET") == "0":\n    time.sleep(1.5); value += 5.0\nelse:\n'
+             + "".join("    " + line + "\n" for line in BUSY.splitlines()))
+    train.write_text(train.read_text().replace('if MODE == "noisy"', block + 'if MODE == "noisy"', 1))
+    from tests.fakes import git
+    git(ws, "commit", "-qam", "a harness whose first run is starved")
+    cfg = Config.load({"baseline_runs": 3, "disturbed_below": 0.3, "disturbed_reruns": 1})
+    study = Study(ws, agent=ScriptedAgent([edit(lambda s: s.replace("X = 1.0", "X = 2.0"), "X -> 2")]), config=cfg)
+    study.optimize(max_trials=1)
+    base, trial = study.trials
+    assert base.values == (5.0, 5.0, 5.0)                     # the starved run's 10.0 is not among them
+    assert base.extra["disturbed_runs"] == 1 and "below 0.3" in base.extra["disturbed"]
+    assert trial.state == TrialState.KEEP                     # the judge sees the real noise (0 here), not 2.9
+    logs = sorted(p.name for p in (ws / ".autoresearch" / "logs").glob("*-0*.log") if "score" not in p.name
+                  and "holdout" not in p.name)
+    assert len(logs) == 4, logs                               # three runs and the one measured again
