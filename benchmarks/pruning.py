@@ -23,6 +23,18 @@ draws from (the unchanged code's runs). Every run is on a seed of its own, as in
 on SEED + 0, 1, 2; each other run on SEED + 1000 x k: measurement.seed_offset). Both arms use the same
 random seeds.
 Goal: >= 1.4x trials per hour at a true-keep rate within 5 points and false keeps <= 5%.
+
+    python benchmarks/pruning.py --study builtin --profile cpu --budget 60 --trials 20 [--start ...]
+
+`--study STRATEGY` measures a real study instead: one study of the default harness with pruning off
+(builtin, random or tree, as benchmarks/search.py makes them), every run's curve recorded, then the rule
+replayed on its trials in the order they ran, each trial's first run against the reference the study
+had then (the best of the moment and the baseline repeats: pruning.reference, pruning.comparable). A
+trial the rule stops costs its wall seconds less its runs' (re-runs of the best beside it included),
+plus its first run's seconds to the pruning point and 1 s for the kill. Trials per hour = the wall
+seconds of the study's trials without / with (its baseline, the same in both, left out). Those are the proposals a study makes, later ones against a best that has
+improved, where the moves above are all first steps from the baseline. Keeps lost: kept trials the
+rule would have stopped (after the first one the replayed study would have gone another way).
 """
 
 from __future__ import annotations
@@ -183,6 +195,116 @@ def simulate(base_pool, a_pool, b_pool, ref, rng, studies=300, trials=20, jitter
     return sum(aa) / max(1, len(aa)), sum(gain) / max(1, len(gain))
 
 
+def study_run(args) -> dict:
+    """One real study with pruning off, in a temporary workspace; its trials (Trial.to_dict) and what the
+    replay needs (the best when each ran, whether it changed only knob values)."""
+    from benchmarks.common import workspace
+    import tempfile
+    tag = f"{args.study}-{args.seed}"
+    with tempfile.TemporaryDirectory(prefix="autoresearch-prune-study-") as tmp:
+        return _study(args, workspace(args.profile, args.budget, root=tmp, tag=tag), tag)
+
+
+def _study(args, ws, tag: str) -> dict:
+    from autoresearch.config import Config as C
+    from autoresearch.harness import Harness, _package_file
+    from autoresearch.study import Study
+    from autoresearch.workspace import Workspace
+    from benchmarks.search import agent_for, detune, start_values
+    detune(Workspace(ws.root, tag=tag), start_values(args.start, _package_file("train.py")))
+    table = dict(Harness.load(ws.root).section("study"))
+    table.update(seed=args.seed, prune=False, search="tree" if args.study == "tree" else "greedy")
+    study = Study(ws.root, tag=tag, agent=agent_for(args.study), config=C.load(table, environ={}))
+    study.optimize(max_trials=args.trials)
+    trials = [t.to_dict() for t in study.trials]
+    best_of = {}                    # trial number -> the best's number when it ran (greedy: the last keep before it)
+    best = None
+    for t in study.trials:
+        best_of[t.number] = best.number if best is not None else None
+        if t.state.value == "keep":
+            best = t
+    comparable = {t.number: bool(t.commit and best_of[t.number] is not None and pruning.comparable(
+        study, t.commit, next(b.commit for b in study.trials if b.number == best_of[t.number])))
+        for t in study.trials if t.kind != "baseline"}
+    return {"meta": {"profile": args.profile, "budget": args.budget, "start": args.start, "study": args.study,
+                     "seed": args.seed, "trials": args.trials},
+            "trials": trials, "best_of": {str(k): v for k, v in best_of.items()},
+            "comparable": {str(k): v for k, v in comparable.items()}}
+
+
+def study_replay(data: dict, sigma: float, floor: float, after: float, kill: float = 1.0, show: bool = True) -> dict:
+    """The rule replayed on a study's trials: wall seconds without and with, and the keeps it would have lost."""
+    from autoresearch.trial import Trial
+    trials = [Trial.from_dict(d) for d in data["trials"]]
+    by = {t.number: t for t in trials}
+    cfg = Config(prune_sigma=sigma, prune_floor=floor, prune_after=after)
+    without = with_ = close = 0.0
+    pruned, lost = [], []
+    for i, t in enumerate(trials):
+        wall = t.ended - t.started
+        if t.kind != "baseline":            # (the baseline's runs are the same with and without: left out)
+            without += wall
+        b = data["best_of"].get(str(t.number))
+        first = next((c for c in (t.extra or {}).get("curves") or [] if c), None)     # its first run's curve
+        ref = (pruning.reference(trials[:i], by[b], cfg) if b is not None and t.kind != "baseline"
+               and data["comparable"].get(str(t.number)) and first else None)
+        at = pruned_at({"curve": {float(p[0]): (float(p[1]), p[2]) for p in first}}, ref) if ref else None
+        if len(t.values) > 1 and t.kind != "baseline":
+            close += wall
+        if at is None:
+            with_ += wall if t.kind != "baseline" else 0.0
+        else:
+            to = next(float(p[2]) for p in first if float(p[0]) == at)
+            with_ += wall - t.seconds + to + kill
+            pruned.append(t)
+            if t.state.value == "keep":
+                lost.append(t)
+        if show:
+            best = by[b].value if b is not None else None
+            vs = f"{100 * (t.value / best - 1):+6.2f}%" if t.value is not None and best else "      -"
+            print(f"  {t.number:3} {t.state.value:8} {vs} {len(t.values) or '-':>4} {wall:6.1f} s"
+                  f"  {'pruned at ' + format(at, '.0%') if at is not None else '':14} {t.description[:60]}")
+    return {"without": without, "with": with_, "pruned": pruned, "lost": lost, "close": close,
+            "trials": len(trials), "keeps": sum(t.state.value == "keep" for t in trials[1:])}
+
+
+def study_main(args, t0):
+    if args.load:
+        data = json.loads(Path(args.load).read_text())
+    else:
+        data = study_run(args)
+        if args.save:
+            Path(args.save).write_text(json.dumps(data))
+    m = data["meta"]
+    print(f"\nstudy: {m['study']}, seed {m['seed']}, {m['trials']} trials, profile {m['profile']}, budget {m['budget']:g} s"
+          f"{', from ' + m['start'] if m['start'] else ''}; pruning off, the rule replayed (sigma {args.sigma:g}, "
+          f"floor {args.floor:g}, after {args.after:g})")
+    print("  (trial, state, its value vs the best it ran against (that best's mean at the study's end), its runs, "
+          "wall seconds with its re-runs and the best's beside them, the rule's verdict, the change)")
+    r = study_replay(data, args.sigma, args.floor, args.after)
+    from autoresearch.trial import Trial
+    base = Trial.from_dict(data["trials"][0])
+    ref = pruning.reference([base], base, Config(prune_floor=0.0))
+    if ref is not None:
+        print(f"\nthe baseline runs' measured spread (pooled, relative): {ref.spread():.2%} of the loss; the floor "
+              f"{args.floor:.1%} {'is above it, so the floor sets the margin' if args.floor > ref.spread() else 'is below it'}")
+    print(f"close calls (trials re-run before their verdict): {r['close']:.0f} s of the trials' {r['without']:.0f} s "
+          f"({100 * r['close'] / max(r['without'], 1e-9):.0f}%); re-runs are never stopped")
+    print(f"\n{len(r['pruned'])} of {r['trials'] - 1} trials stopped; keeps: {r['keeps']}, of which the rule would "
+          f"have stopped {len(r['lost'])}{' (' + ', '.join(str(t.number) for t in r['lost']) + ')' if r['lost'] else ''}")
+    print("sensitivity (replayed on the same study): sigma, floor -> trials per hour, stopped, keeps lost")
+    for sigma in (1.0, 1.5, 2.0, 3.0):
+        for floor in (0.005, 0.01, 0.02, 0.03):
+            s = study_replay(data, sigma, floor, args.after, show=False)
+            print(f"  sigma {sigma:g} floor {floor:<6g} {s['without'] / s['with']:5.2f}x  stopped {len(s['pruned']):2}  "
+                  f"keeps lost {len(s['lost'])}")
+    print(f"\ntrials per hour: {r['without'] / r['with']:.2f}x  (a {m['study']} study, profile {m['profile']}, budget "
+          f"{m['budget']:g} s{'; from ' + m['start'] if m['start'] else ''}: {r['without']:.0f} s of trials without "
+          f"pruning, {r['with']:.0f} s with; keeps lost {len(r['lost'])} of {r['keeps']})")
+    print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
+          f"{(time.monotonic() - t0) / 60:.1f} min, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu", help="cpu (default) or smoke")
@@ -204,10 +326,16 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", help="write the measured runs to this JSON file")
     ap.add_argument("--load", help="analyse the runs in this JSON file (from --save) instead of measuring")
+    ap.add_argument("--study", choices=("builtin", "random", "tree"),
+                    help="measure a real study of this strategy with pruning off and replay the rule on it")
+    ap.add_argument("--trials", type=int, default=20, help="--study: its trials")
     args = ap.parse_args()
     t0 = time.monotonic()
-    print(f"pruning benchmark: profile {args.profile}, budget {args.budget:g} s, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    print(f"pruning benchmark: {'profile ' + args.profile + ', budget ' + format(args.budget, 'g') + ' s, ' if not args.load else ''}"
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    if args.study or (args.load and "trials" in json.loads(Path(args.load).read_text())):
+        study_main(args, t0)
+        return
     if args.load:
         data = json.loads(Path(args.load).read_text())
         meta = data.pop("meta", {})                 # (files saved before 2026-11-28 have none)
