@@ -84,6 +84,13 @@ class Candidate:
             out["gpu_util"] = round(sum(gpu) / len(gpu), 1)
         return {**out, **(getattr(self, "disturbed", None) or {})}
 
+    def note_disturbed(self, why: str, runs: int = 1) -> int:
+        """Its record notes runs that other load starved (measured again); returns how many so far."""
+        note = self.disturbed = getattr(self, "disturbed", None) or {"disturbed_runs": 0}
+        note["disturbed_runs"] += runs
+        note["disturbed"] = why
+        return note["disturbed_runs"]
+
     def drop(self, indices, why: str) -> int:
         """The baseline's runs at these indices leave it, with their values and models (other load starved
         them: they are measured again); its record notes them. Returns how many left."""
@@ -91,9 +98,7 @@ class Candidate:
             self.runs.pop(i)
             self.values.pop(i)
             self.models.pop(i).unlink(missing_ok=True)
-        note = self.disturbed = getattr(self, "disturbed", None) or {"disturbed_runs": 0}
-        note["disturbed_runs"] += len(indices)
-        note["disturbed"] = why
+        self.note_disturbed(why, len(indices))
         return len(indices)
 
     def seconds(self) -> tuple[float, float]:

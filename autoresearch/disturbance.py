@@ -127,13 +127,13 @@ class LoadCheck:
                     f"(the quiet runs had it alone)")
         return ""
 
-    def outliers(self, runs) -> list[int]:
-        """The baseline's own runs that other load starved, once all of them are in: the indices of those
+    def outliers(self, runs) -> dict[int, str]:
+        """The baseline's own runs that other load starved, once all of them are in: index -> why, for those
         the rule finds disturbed against the quiet rest (the reference drops them, so they do not count
         in it). Without this a starved baseline run stayed in the noise estimate: one of three at 1.29
         CPU s per wall s against 1.79 (half the steps, val_bpb 2.05 against 1.85) made the noise sd 0.116
         instead of about 0.01, and the judge kept nothing (a cpu study, 2026-11-29)."""
-        return [i for i, m in enumerate(runs) if self.disturbed(m)]
+        return {i: why for i, why in ((i, self.disturbed(m)) for i, m in enumerate(runs)) if why}
 
     def measure(self, run, say=None):
         """run() -> Measurement, again while disturbed (at most `reruns` more times). The last one is

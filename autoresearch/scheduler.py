@@ -47,7 +47,8 @@ class Scheduler:
         self.trees = Worktrees(self.ws)
         pipeline = study.config.pipeline if pipeline is None else pipeline
         self.proposer = Proposer(self, self.workers > 1 if pipeline is None else pipeline)
-        self.log_dir, self.model_dir = self.ws.root / ".autoresearch" / "logs", self.ws.root / ".autoresearch" / "models"
+        self.log_dir = self.ws.root / ".autoresearch" / "logs"
+        self.model_dir = self.ws.root / ".autoresearch" / "models"
         self.cv = threading.Condition()
         self.inflight: dict = {}                  # executor handle -> (Candidate, "run" | "best", Job)
         self.queue: collections.deque = collections.deque()   # (Candidate, kind): re-runs waiting for a slot
@@ -158,12 +159,13 @@ class Scheduler:
                     cand.wanted -= 1
                     self._submit(cand, "run")
                 self._step()
-                for handle in [h for h, (c, _, _) in self.inflight.items() if c is cand and cand.failed is not None]:
-                    self.executor.cancel(handle)     # a failing baseline fails every time: stop early
-            starved = [] if cand.failed is not None or again == study.load.reruns else study.load.outliers(cand.runs)
+                if cand.failed is not None:          # a failing baseline fails every time: stop early
+                    for handle in [h for h, (c, _, _) in self.inflight.items() if c is cand]:
+                        self.executor.cancel(handle)
+            starved = {} if cand.failed is not None or again == study.load.reruns else study.load.outliers(cand.runs)
             if not starved:
                 break
-            why = study.load.disturbed(cand.runs[starved[0]])
+            why = next(iter(starved.values()))
             study.display.message(f"  baseline run(s) {', '.join(str(i + 1) for i in starved)} disturbed ({why}): "
                                   f"measuring again")
             cand.wanted = cand.drop(starved, why)
@@ -261,15 +263,13 @@ class Scheduler:
             else:
                 why = study.load.disturbed(m)
                 if why:
-                    note = cand.disturbed = getattr(cand, "disturbed", None) or {"disturbed_runs": 0}
-                    note["disturbed_runs"] += 1
-                    note["disturbed"] = why
-                    if note["disturbed_runs"] <= study.load.reruns:
+                    times = cand.note_disturbed(why)
+                    if times <= study.load.reruns:
                         study.display.message(f"  run disturbed ({why}): measuring again")
                         job.model.unlink(missing_ok=True)
                         self._again(cand, "run")
                         return
-                    study.display.message(f"  disturbed in {note['disturbed_runs']} runs, judged anyway: {why}")
+                    study.display.message(f"  disturbed in {times} runs, judged anyway: {why}")
             cand.runs.append(m)
             cand.worker, cand.node = out.worker, out.node
             if m.value is None:

@@ -216,20 +216,17 @@ def _study(args, ws, tag: str) -> dict:
     table.update(seed=args.seed, prune=False, search="tree" if args.study == "tree" else "greedy")
     study = Study(ws.root, tag=tag, agent=agent_for(args.study), config=C.load(table, environ={}))
     study.optimize(max_trials=args.trials)
-    trials = [t.to_dict() for t in study.trials]
-    best_of = {}                    # trial number -> the best's number when it ran (greedy: the last keep before it)
-    best = None
-    for t in study.trials:
-        best_of[t.number] = best.number if best is not None else None
+    best_of, comparable, best = {}, {}, None    # by trial number: the best when it ran (greedy: the last keep
+    for t in study.trials:                      # before it), and whether it changed only that best's knob values
+        best_of[str(t.number)] = best.number if best is not None else None
+        if t.kind != "baseline":
+            comparable[str(t.number)] = bool(t.commit and best is not None
+                                             and pruning.comparable(study, t.commit, best.commit))
         if t.state.value == "keep":
             best = t
-    comparable = {t.number: bool(t.commit and best_of[t.number] is not None and pruning.comparable(
-        study, t.commit, next(b.commit for b in study.trials if b.number == best_of[t.number])))
-        for t in study.trials if t.kind != "baseline"}
     return {"meta": {"profile": args.profile, "budget": args.budget, "start": args.start, "study": args.study,
                      "seed": args.seed, "trials": args.trials},
-            "trials": trials, "best_of": {str(k): v for k, v in best_of.items()},
-            "comparable": {str(k): v for k, v in comparable.items()}}
+            "trials": [t.to_dict() for t in study.trials], "best_of": best_of, "comparable": comparable}
 
 
 def study_replay(data: dict, sigma: float, floor: float, after: float, kill: float = 1.0, show: bool = True) -> dict:
