@@ -22,6 +22,7 @@ class Config:
     confirm_band: float = 1.5         # a gain within this many standard errors of the threshold is re-run
     max_repeats: int = 4              # measurements of one candidate at most
     rerun_best: bool = True           # a close call also re-measures the best (its mean sharpens too)
+    futility: float = 0.2             # a close call is not re-run when its chance of a keep is below this (judge.py)
     prior_sd: float = 0.0             # noise sd assumed until repeats measure one
     max_agent_failures: int = 5       # this many agent failures in a row stop the study
     memory_limit_mb: float = 0.0      # kill a run above this RSS; 0 = runner.default_memory_limit_mb()
@@ -86,6 +87,8 @@ class Config:
             raise ConfigError(f"search = {self.search!r}: use greedy or tree")
         if self.tree_k < 1:
             raise ConfigError(f"tree_k = {self.tree_k}: give at least 1 (how many top trials a proposal may improve)")
+        if not 0 <= self.futility < 1:
+            raise ConfigError(f"futility = {self.futility}: give a probability from 0 (off) to below 1")
         if self.sigma < 0 or self.min_delta < 0 or self.confirm_band < 0:
             raise ConfigError("sigma, min_delta and confirm_band must not be negative")
 

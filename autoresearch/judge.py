@@ -7,6 +7,13 @@ errors of the difference (and by `min_delta`). A close call, within `confirm_ban
 errors of that threshold, asks for another measurement instead of a verdict.
 Upstream's rule, for comparison, is `greedy`: keep whatever prints a better number.
 
+Futility: a close call is measured again only while it has a chance. With `futility` set, a confirm
+becomes a discard when the predictive probability that the candidate is kept once it has
+`max_repeats` runs (its mean so far, the noise of the runs still to come and of the mean itself;
+the best's runs grown beside it when `rerun_best`) is below `futility`. A close call whose first
+runs were lucky draws of an unchanged model stops after two runs instead of four (and three of the
+best beside them).
+
 Zero noise is not trusted: when every repeat was identical (a seeded, deterministic script) or
 there was one run only, the sd says nothing about how much a gain must be to be real, so the
 judge keeps only gains above a minimum effect: `min_delta` when set, else `prior_sd` (an assumed
@@ -31,14 +38,17 @@ class Decision:
     threshold: float      # the improvement needed to keep
     sd: float             # the noise sd used
     n: tuple[int, int]    # measurements of (candidate, best)
+    chance: float | None = None   # a close call: the predictive probability of a keep at max_repeats runs
 
     @property
     def margin(self) -> float:
         return self.improvement - self.threshold
 
     def explain(self) -> str:
+        futile = ("" if self.chance is None else f"; chance of a keep at {self.n[0]} runs: {self.chance:.0%}" if
+                  self.verdict == CONFIRM else f"; a close call with a {self.chance:.0%} chance of a keep: not run again")
         return (f"{self.verdict}: gain {self.improvement:+.6f} vs threshold {self.threshold:.6f} "
-                f"(noise sd {self.sd:.6f}, n={self.n[0]} vs {self.n[1]})")
+                f"(noise sd {self.sd:.6f}, n={self.n[0]} vs {self.n[1]}){futile}")
 
 
 def greedy(candidate: list[float], best: list[float], direction: str = "minimize") -> bool:
@@ -49,8 +59,11 @@ def greedy(candidate: list[float], best: list[float], direction: str = "minimize
 
 class Judge:
     def __init__(self, direction: str = "minimize", sigma: float = 2.0, min_delta: float = 0.0,
-                 confirm_band: float = 1.5, max_repeats: int = 4, prior_sd: float = 0.0):
+                 confirm_band: float = 1.5, max_repeats: int = 4, prior_sd: float = 0.0,
+                 futility: float = 0.0, rerun_best: bool = False):
         self.direction = direction
+        self.futility = futility
+        self.rerun_best = rerun_best
         self.sigma = sigma
         self.min_delta = min_delta
         self.confirm_band = confirm_band
@@ -58,6 +71,12 @@ class Judge:
         self.prior_sd = prior_sd
         self._ss = 0.0        # pooled sum of squared deviations from each group's mean
         self._dof = 0         # pooled degrees of freedom
+
+    @classmethod
+    def from_config(cls, config, direction: str = "minimize") -> "Judge":
+        c = config
+        return cls(direction, c.sigma, c.min_delta, c.confirm_band, c.max_repeats, c.prior_sd, c.futility,
+                   c.rerun_best)
 
     def fit(self, groups) -> None:
         """Estimate the noise afresh from every group of repeats (a group may have grown)."""
@@ -127,7 +146,25 @@ class Judge:
             verdict = CONFIRM
         else:
             verdict = KEEP if improvement > threshold else DISCARD
-        return Decision(verdict, improvement, threshold, self.sd, (nc, nb))
+        chance = None
+        if verdict == CONFIRM and self.futility > 0:
+            chance = self.chance(improvement, nc, nb, statistics.fmean(best))
+            verdict = DISCARD if chance < self.futility else CONFIRM
+        return Decision(verdict, improvement, threshold, self.sd, (nc, nb), chance)
+
+    def chance(self, improvement: float, nc: int, nb: int, best_mean: float) -> float:
+        """The predictive probability that a candidate with nc runs, its gain `improvement` so far, is kept
+        once it has max_repeats runs: its mean then is its mean now plus the runs to come, each with the
+        noise sd, and its true mean known only to sd/sqrt(nc) (a flat prior); the threshold then is the
+        one for max_repeats runs against the best's nb runs (grown by one per run beside it when rerun_best,
+        up to 2 x max_repeats, as the scheduler re-runs it)."""
+        n, more = self.max_repeats, self.max_repeats - nc
+        if more <= 0 or self.sd == 0.0:
+            return 1.0 if improvement > self.floor(best_mean) else 0.0
+        nb_then = max(nb, min(nb + more, 2 * n)) if self.rerun_best else nb
+        threshold = max(self.floor(best_mean), self.sigma * self.sd * math.sqrt(1.0 / n + 1.0 / nb_then))
+        spread = self.sd * math.sqrt(more / (n * nc))
+        return 0.5 * (1.0 + math.erf((improvement - threshold) / (spread * math.sqrt(2.0))))
 
 
 def overfits(candidate: float, best: float, holdout_sd: float, direction: str = "minimize",

@@ -57,8 +57,7 @@ class Study:
         from autoresearch import tracking        # MLflow etc.: after each ledger row, never in the loop's way
         self.tracker = tracking.for_study(self.ws, self.harness, report=self.display.message)
         self.ledger = Ledger(self.ws.root, self.ws.tag, self.harness.metric)
-        c = self.config
-        self.judge = Judge(self.harness.direction, c.sigma, c.min_delta, c.confirm_band, c.max_repeats, c.prior_sd)
+        self.judge = Judge.from_config(self.config, self.harness.direction)
         self.trials: list[Trial] = []
         self.best: Trial | None = None
         self.stop_reason = ""

@@ -46,7 +46,7 @@ def simulate(draw_a, draw_b, rng, studies=300, trials=20, k=None, frac_true=0.5,
     k = k or cfg.baseline_runs
     rows = []
     for _ in range(studies):
-        judge = Judge("minimize", cfg.sigma, cfg.min_delta, cfg.confirm_band, cfg.max_repeats, cfg.prior_sd)
+        judge = Judge.from_config(cfg)
         base = [draw_a() for _ in range(k)]
         groups = [base]
         judge.fit(groups)

@@ -166,7 +166,7 @@ def simulate(base_pool, a_pool, b_pool, ref, rng, studies=300, trials=20, jitter
         return row, row["value"] + rng.gauss(0, jitter)
     rows = []
     for _ in range(studies):
-        judge = Judge("minimize", cfg.sigma, cfg.min_delta, cfg.confirm_band, cfg.max_repeats, cfg.prior_sd)
+        judge = Judge.from_config(cfg)
         base = [draw(base_pool)[1] for _ in range(cfg.baseline_runs)]
         groups = [base]
         judge.fit(groups)
@@ -213,7 +213,7 @@ def _study(args, ws, tag: str) -> dict:
     from benchmarks.search import agent_for, detune, start_values
     detune(Workspace(ws.root, tag=tag), start_values(args.start, _package_file("train.py")))
     table = dict(Harness.load(ws.root).section("study"))
-    table.update(seed=args.seed, prune=False, search="tree" if args.study == "tree" else "greedy")
+    table.update(seed=args.seed, prune=False, futility=0.0, search="tree" if args.study == "tree" else "greedy")
     study = Study(ws.root, tag=tag, agent=agent_for(args.study), config=C.load(table, environ={}))
     study.optimize(max_trials=args.trials)
     best_of, comparable, best = {}, {}, None    # by trial number: the best when it ran (greedy: the last keep
@@ -229,39 +229,83 @@ def _study(args, ws, tag: str) -> dict:
             "trials": [t.to_dict() for t in study.trials], "best_of": best_of, "comparable": comparable}
 
 
-def study_replay(data: dict, sigma: float, floor: float, after: float, kill: float = 1.0, show: bool = True) -> dict:
-    """The rule replayed on a study's trials: wall seconds without and with, and the keeps it would have lost."""
+def futility_replay(data: dict, trials: list, futility: float) -> dict:
+    """The futility rule replayed on a study's close calls (run with futility 0: every close call re-run to
+    its verdict): the judge asked again after each of a trial's runs, with the best's values and the noise
+    as they were then. Returns {trial number: (runs of it and of the best it would have spared, the
+    verdict then, its runs and the best's beside it in the study)} for the trials it would have ended sooner."""
+    cfg = Config(futility=futility)
+    reruns = {t.number: {int(k): list(v) for k, v in ((t.extra or {}).get("best_reruns") or {}).items()}
+              for t in trials}
+    own = {t.number: len(t.values) - sum(len(r.get(t.number, ())) for r in reruns.values()) for t in trials}
+    grown = dict.fromkeys(own, 0)               # re-runs of each trial (as a best) so far
+    by = {t.number: t for t in trials}
+    out = {}
+    for i, t in enumerate(trials):
+        b = data["best_of"].get(str(t.number))
+        beside = reruns[t.number].get(int(b), []) if b is not None else []
+        values = list(t.values[:own[t.number]])
+        if t.kind != "baseline" and b is not None and len(values) >= 2 and not (t.extra or {}).get("rebased"):
+            start = list(by[int(b)].values[:own[int(b)] + grown[int(b)]])
+            groups = [list(u.values[:own[u.number] + grown[u.number]]) for u in trials[:i]]
+            judge = Judge.from_config(cfg)
+            for m in range(1, len(values)):
+                best = start + beside[:m - 1]
+                judge.fit([g for g in groups if len(g) >= 2] + [best] + ([values[:m]] if m >= 2 else []))
+                d = judge.decide(values[:m], best)
+                if d.verdict != CONFIRM:
+                    out[t.number] = (len(values) - m + len(beside) - min(m - 1, len(beside)), d.verdict,
+                                     len(values) + len(beside))
+                    break
+        if b is not None:
+            grown[int(b)] += len(beside)
+    return out
+
+
+def study_replay(data: dict, sigma: float, floor: float, after: float, futility: float = 0.0, kill: float = 1.0,
+                 show: bool = True, prune: bool = True) -> dict:
+    """The rules replayed on a study's trials: wall seconds without and with, and the keeps they would have
+    lost. prune: the pruning rule; futility (> 0): the futility rule on close calls (judge.py)."""
     from autoresearch.trial import Trial
     trials = [Trial.from_dict(d) for d in data["trials"]]
     by = {t.number: t for t in trials}
     cfg = Config(prune_sigma=sigma, prune_floor=floor, prune_after=after)
+    spared = futility_replay(data, trials, futility) if futility > 0 else {}
     without = with_ = close = 0.0
-    pruned, lost = [], []
+    pruned, lost, cut = [], [], []
     for i, t in enumerate(trials):
         wall = t.ended - t.started
         if t.kind != "baseline":            # (the baseline's runs are the same with and without: left out)
             without += wall
         b = data["best_of"].get(str(t.number))
         first = next((c for c in (t.extra or {}).get("curves") or [] if c), None)     # its first run's curve
-        ref = (pruning.reference(trials[:i], by[b], cfg) if b is not None and t.kind != "baseline"
+        ref = (pruning.reference(trials[:i], by[b], cfg) if prune and b is not None and t.kind != "baseline"
                and data["comparable"].get(str(t.number)) and first else None)
         at = pruned_at({"curve": {float(p[0]): (float(p[1]), p[2]) for p in first}}, ref) if ref else None
         if len(t.values) > 1 and t.kind != "baseline":
             close += wall
-        if at is None:
-            with_ += wall if t.kind != "baseline" else 0.0
-        else:
+        if at is not None:
             to = next(float(p[2]) for p in first if float(p[0]) == at)
             with_ += wall - t.seconds + to + kill
             pruned.append(t)
             if t.state.value == "keep":
                 lost.append(t)
+        elif t.number in spared:
+            runs, verdict, n = spared[t.number]
+            with_ += wall - runs * t.seconds / n
+            cut.append(t)
+            if t.state.value == "keep" and verdict != "keep":
+                lost.append(t)
+        else:
+            with_ += wall if t.kind != "baseline" else 0.0
         if show:
             best = by[b].value if b is not None else None
             vs = f"{100 * (t.value / best - 1):+6.2f}%" if t.value is not None and best else "      -"
+            what = (f"pruned at {at:.0%}" if at is not None else
+                    f"{spared[t.number][0]} runs spared" if t.number in spared else "")
             print(f"  {t.number:3} {t.state.value:8} {vs} {len(t.values) or '-':>4} {wall:6.1f} s"
-                  f"  {'pruned at ' + format(at, '.0%') if at is not None else '':14} {t.description[:60]}")
-    return {"without": without, "with": with_, "pruned": pruned, "lost": lost, "close": close,
+                  f"  {what:16} {t.description[:60]}")
+    return {"without": without, "with": with_, "pruned": pruned, "lost": lost, "close": close, "cut": cut,
             "trials": len(trials), "keeps": sum(t.state.value == "keep" for t in trials[1:])}
 
 
@@ -274,11 +318,11 @@ def study_main(args, t0):
             Path(args.save).write_text(json.dumps(data))
     m = data["meta"]
     print(f"\nstudy: {m['study']}, seed {m['seed']}, {m['trials']} trials, profile {m['profile']}, budget {m['budget']:g} s"
-          f"{', from ' + m['start'] if m['start'] else ''}; pruning off, the rule replayed (sigma {args.sigma:g}, "
-          f"floor {args.floor:g}, after {args.after:g})")
+          f"{', from ' + m['start'] if m['start'] else ''}; pruning and futility off, the rules replayed (sigma "
+          f"{args.sigma:g}, floor {args.floor:g}, after {args.after:g}; futility {args.futility:g})")
     print("  (trial, state, its value vs the best it ran against (that best's mean at the study's end), its runs, "
-          "wall seconds with its re-runs and the best's beside them, the rule's verdict, the change)")
-    r = study_replay(data, args.sigma, args.floor, args.after)
+          "wall seconds with its re-runs and the best's beside them, the rules' verdict, the change)")
+    r = study_replay(data, args.sigma, args.floor, args.after, args.futility)
     from autoresearch.trial import Trial
     base = Trial.from_dict(data["trials"][0])
     ref = pruning.reference([base], base, Config(prune_floor=0.0))
@@ -286,18 +330,30 @@ def study_main(args, t0):
         print(f"\nthe baseline runs' measured spread (pooled, relative): {ref.spread():.2%} of the loss; the floor "
               f"{args.floor:.1%} {'is above it, so the floor sets the margin' if args.floor > ref.spread() else 'is below it'}")
     print(f"close calls (trials re-run before their verdict): {r['close']:.0f} s of the trials' {r['without']:.0f} s "
-          f"({100 * r['close'] / max(r['without'], 1e-9):.0f}%); re-runs are never stopped")
-    print(f"\n{len(r['pruned'])} of {r['trials'] - 1} trials stopped; keeps: {r['keeps']}, of which the rule would "
-          f"have stopped {len(r['lost'])}{' (' + ', '.join(str(t.number) for t in r['lost']) + ')' if r['lost'] else ''}")
-    print("sensitivity (replayed on the same study): sigma, floor -> trials per hour, stopped, keeps lost")
+          f"({100 * r['close'] / max(r['without'], 1e-9):.0f}%); pruning never stops re-runs, the futility rule "
+          f"ends {len(r['cut'])} of them sooner")
+    print(f"\n{len(r['pruned'])} of {r['trials'] - 1} trials pruned, {len(r['cut'])} close calls ended sooner; keeps: "
+          f"{r['keeps']}, of which the rules would have lost {len(r['lost'])}"
+          f"{' (' + ', '.join(str(t.number) for t in r['lost']) + ')' if r['lost'] else ''}")
+    alone = {"pruning alone": study_replay(data, args.sigma, args.floor, args.after, 0.0, show=False),
+             "futility alone": study_replay(data, args.sigma, args.floor, args.after, args.futility, show=False,
+                                            prune=False)}
+    for label, s in alone.items():
+        print(f"  {label:15} {s['without'] / s['with']:5.2f}x  keeps lost {len(s['lost'])}")
+    print("sensitivity (replayed on the same study): sigma, floor (futility as set) -> trials per hour, pruned, "
+          "keeps lost")
     for sigma in (1.0, 1.5, 2.0, 3.0):
         for floor in (0.005, 0.01, 0.02, 0.03):
-            s = study_replay(data, sigma, floor, args.after, show=False)
-            print(f"  sigma {sigma:g} floor {floor:<6g} {s['without'] / s['with']:5.2f}x  stopped {len(s['pruned']):2}  "
+            s = study_replay(data, sigma, floor, args.after, args.futility, show=False)
+            print(f"  sigma {sigma:g} floor {floor:<6g} {s['without'] / s['with']:5.2f}x  pruned {len(s['pruned']):2}  "
                   f"keeps lost {len(s['lost'])}")
-    print(f"\ntrials per hour: {r['without'] / r['with']:.2f}x  (a {m['study']} study, profile {m['profile']}, budget "
-          f"{m['budget']:g} s{'; from ' + m['start'] if m['start'] else ''}: {r['without']:.0f} s of trials without "
-          f"pruning, {r['with']:.0f} s with; keeps lost {len(r['lost'])} of {r['keeps']})")
+    for futility in (0.1, 0.2, 0.3):
+        s = study_replay(data, args.sigma, args.floor, args.after, futility, show=False)
+        print(f"  futility {futility:g} {s['without'] / s['with']:5.2f}x  ended sooner {len(s['cut'])}  "
+              f"keeps lost {len(s['lost'])}")
+    print(f"\ntrials per hour: {r['without'] / r['with']:.2f}x  (pruning and futility; a {m['study']} study, profile "
+          f"{m['profile']}, budget {m['budget']:g} s{'; from ' + m['start'] if m['start'] else ''}: {r['without']:.0f} s "
+          f"of trials without, {r['with']:.0f} s with; keeps lost {len(r['lost'])} of {r['keeps']})")
     print(f"goal: >= 1.40x at a true-keep rate within 5 points and false keeps <= 5%; took "
           f"{(time.monotonic() - t0) / 60:.1f} min, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -319,6 +375,8 @@ def main():
     ap.add_argument("--sigma", type=float, default=Config.prune_sigma)
     ap.add_argument("--floor", type=float, default=Config.prune_floor)
     ap.add_argument("--after", type=float, default=Config.prune_after)
+    ap.add_argument("--futility", type=float, default=Config.futility, help="--study: the futility rule's "
+                    "threshold replayed on the close calls (judge.py)")
     ap.add_argument("--studies", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", help="write the measured runs to this JSON file")
