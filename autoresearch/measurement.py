@@ -34,6 +34,7 @@ class Measurement:
     pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
     disturbed: str = ""          # judged although other load took its CPU (autoresearch/disturbance.py)
     curve: tuple = ()            # (fraction, loss, seconds) per progress line of the run (autoresearch/pruning.py)
+    cold: bool = False           # it compiled with no compile cache yet (a study's first runs): slower than the rest
 
     @property
     def cpu_seconds(self) -> float:
@@ -169,6 +170,7 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     if scoring:
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     compiled, seeded = scratch / "compile", 0
+    cold = compile_cache is not None and not compile_cache.is_dir()
     if compile_cache is not None and compile_cache.is_dir():
         shutil.copytree(compile_cache, compiled, symlinks=True)
         seeded = runner.tree_bytes(compiled)
@@ -185,10 +187,12 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
         saved = scratch / "model.pt"
         if saved.is_file() and not saved.is_symlink():
             os.replace(saved, model)
+        cold = cold and compiled.is_dir() and any(compiled.iterdir())     # it compiled, and from nothing
         if seeds and result.ok and compile_cache is not None and not compile_cache.exists() and compiled.is_dir():
             _seed(compiled, compile_cache)
         shutil.rmtree(scratch, ignore_errors=True)
         m = _classify(root, harness, result, model, changed, memory_limit_mb, rescore, on_start, walls, pins or {})
+        m = dataclasses.replace(m, cold=cold) if cold else m
         if holdout and m.state == TrialState.KEEP:
             m = dataclasses.replace(m, holdout=score_holdout(root, harness, model, Path(log).with_suffix(".holdout.log"),
                                                              memory_limit_mb, sandbox))

@@ -12,7 +12,7 @@ import pytest
 
 from autoresearch import runner
 from autoresearch.config import Config
-from autoresearch.disturbance import LoadCheck
+from autoresearch.disturbance import COLD, LoadCheck
 from autoresearch.measurement import Measurement, harness_env
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
@@ -226,6 +226,30 @@ def test_a_starved_baseline_run_is_measured_again_not_kept(tmp_path):
     assert base.values == (5.0, 5.0, 5.0)                     # the starved run's 10.0 is not among them
     assert base.extra["disturbed_runs"] == 1 and "below 0.3" in base.extra["disturbed"]
     assert trial.state == TrialState.KEEP                     # the judge sees the real noise (0 here), not 2.9
+    logs = sorted(p.name for p in (ws / ".autoresearch" / "logs").glob("*-0*.log") if "score" not in p.name
+                  and "holdout" not in p.name)
+    assert len(logs) == 4, logs                               # three runs and the one measured again
+
+
+def test_a_baseline_run_that_compiled_cold_is_measured_again(tmp_path):
+    """A study's first run compiles with no compile cache yet (the one it leaves seeds every later run's), so
+    it spends part of its budget compiling and scores worse than the warm runs after it: once all the
+    baseline's runs are in, it is measured again, warm, and its value never enters the mean or the noise."""
+    ws = make_fake_workspace(tmp_path / "ws")
+    train = ws / "train.py"
+    block = ('graph = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "graph")   # a stand-in for torch.compile\n'
+             'value += 0.0 if os.path.exists(graph) else 1.0\n'
+             'os.makedirs(graph, exist_ok=True)\n')
+    train.write_text(train.read_text().replace('if MODE == "noisy"', block + 'if MODE == "noisy"', 1))
+    from tests.fakes import git
+    git(ws, "commit", "-qam", "a harness that compiles")
+    study = Study(ws, agent=ScriptedAgent([edit(lambda s: s.replace("X = 1.0", "X = 2.0"), "X -> 2")]),
+                  config=Config.load({"baseline_runs": 3}))
+    study.optimize(max_trials=1)
+    base, trial = study.trials
+    assert base.values == (5.0, 5.0, 5.0)                     # the cold run's 6.0 is not among them
+    assert base.extra["disturbed_runs"] == 1 and base.extra["disturbed"] == COLD
+    assert trial.values == (2.0,) and trial.state == TrialState.KEEP       # the trial starts warm too
     logs = sorted(p.name for p in (ws / ".autoresearch" / "logs").glob("*-0*.log") if "score" not in p.name
                   and "holdout" not in p.name)
     assert len(logs) == 4, logs                               # three runs and the one measured again

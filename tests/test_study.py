@@ -317,7 +317,9 @@ cache.mkdir(parents=True, exist_ok=True)
     git(ws, "commit", "-qam", "a harness that compiles")
     study, _ = run(ws, [knob("X", 2.0), knob("X", 2.5)], baseline_runs=1)
     logs = {t.number: (ws / t.log).read_text() for t in study.trials}
-    assert "cache: []" in logs[0]
+    assert "cache: []" in (ws / ".autoresearch" / "logs" / "t-0.log").read_text()     # the first run: cold
+    assert study.trials[0].extra["disturbed_runs"] == 1        # ... so the baseline's one run is measured again,
+    assert "cache: ['entry-0']" in logs[0]                     # warm, as every run after it
     assert "cache: ['entry-0']" in logs[1] and "cache: ['entry-0']" in logs[2]    # not trial 1's entry
     seed = ws / ".autoresearch" / "compile-cache" / "inductor"
     assert sorted(p.name for p in seed.iterdir()) == ["entry-0"]
