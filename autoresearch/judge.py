@@ -45,10 +45,13 @@ class Decision:
         return self.improvement - self.threshold
 
     def explain(self) -> str:
-        futile = ("" if self.chance is None else f"; chance of a keep at {self.n[0]} runs: {self.chance:.0%}" if
-                  self.verdict == CONFIRM else f"; a close call with a {self.chance:.0%} chance of a keep: not run again")
-        return (f"{self.verdict}: gain {self.improvement:+.6f} vs threshold {self.threshold:.6f} "
-                f"(noise sd {self.sd:.6f}, n={self.n[0]} vs {self.n[1]}){futile}")
+        text = (f"{self.verdict}: gain {self.improvement:+.6f} vs threshold {self.threshold:.6f} "
+                f"(noise sd {self.sd:.6f}, n={self.n[0]} vs {self.n[1]})")
+        if self.chance is None:
+            return text
+        if self.verdict == CONFIRM:
+            return f"{text}; its chance of a keep if run again: {self.chance:.0%}"
+        return f"{text}; a close call with a {self.chance:.0%} chance of a keep: not run again"
 
 
 def greedy(candidate: list[float], best: list[float], direction: str = "minimize") -> bool:
@@ -154,16 +157,17 @@ class Judge:
 
     def chance(self, improvement: float, nc: int, nb: int, best_mean: float) -> float:
         """The predictive probability that a candidate with nc runs, its gain `improvement` so far, is kept
-        once it has max_repeats runs: its mean then is its mean now plus the runs to come, each with the
-        noise sd, and its true mean known only to sd/sqrt(nc) (a flat prior); the threshold then is the
-        one for max_repeats runs against the best's nb runs (grown by one per run beside it when rerun_best,
-        up to 2 x max_repeats, as the scheduler re-runs it)."""
+        once it has max_repeats runs. Its mean then is its mean now and the runs to come, each with the
+        noise sd, its true mean known to sd/sqrt(nc) (a flat prior): sd^2 (N - nc) / (N nc) about its
+        mean now. The best's mean moves the same way with its re-runs beside it (rerun_best: one per run,
+        up to 2 x max_repeats, as the scheduler re-runs it), and the threshold then is the one for N runs
+        against the best's runs then."""
         n, more = self.max_repeats, self.max_repeats - nc
         if more <= 0 or self.sd == 0.0:
             return 1.0 if improvement > self.floor(best_mean) else 0.0
         nb_then = max(nb, min(nb + more, 2 * n)) if self.rerun_best else nb
         threshold = max(self.floor(best_mean), self.sigma * self.sd * math.sqrt(1.0 / n + 1.0 / nb_then))
-        spread = self.sd * math.sqrt(more / (n * nc))
+        spread = self.sd * math.sqrt(more / (n * nc) + (nb_then - nb) / (nb_then * nb))
         return 0.5 * (1.0 + math.erf((improvement - threshold) / (spread * math.sqrt(2.0))))
 
 

@@ -10,7 +10,10 @@ profile (sd 0.006 val_bpb). Real mode first measures pools of real runs of the d
 A = the baseline with seed-only changes (A/A), B = a known real change (a higher MATRIX_LR,
 or --change NAME=VALUE); then many simulated studies draw each measurement from those pools, so a
 handful of real runs gives rates over thousands of decisions. In every simulated study the judge
-starts from a k=3 baseline and learns the noise from repeats as the real study does.
+starts from a k=3 baseline and learns the noise from repeats as the real study does. Close calls are
+re-run as the study re-runs them: until a verdict, or until their chance of a keep falls below
+`futility` (judge.py); synthetic mode also prints the same studies with futility 0 (every close call
+re-run to max_repeats), so the runs it saves and the keeps it costs stand side by side.
 Goal: false keeps <= 5% with true 2-sigma gains kept >= 80%.
 
 --hog: real mode measures 3 quiet baseline runs first (the disturbance check's reference, as a
@@ -84,10 +87,14 @@ def rates(rows):
     }
 
 
-def print_table(r, label):
+def print_table(r, label, all_runs=None):
     print(f"\n{label}")
     print(f"{'rule':34} {'false keeps (A/A)':>18} {'true keeps':>11} {'runs/trial':>11}  (runs include best re-runs)")
     print(f"{'autoresearch judge (defaults)':34} {r['false_keep']:>18.1%} {r['true_keep']:>11.1%} {r['runs']:>11.2f}")
+    if all_runs is not None:      # the same studies, every close call re-run to max_repeats
+        a = all_runs
+        print(f"{'... futility 0 (close calls to the end)':34} {a['false_keep']:>18.1%} {a['true_keep']:>11.1%} "
+              f"{a['runs']:>11.2f}")
     print(f"{'upstream greedy (any lower number)':34} {r['greedy_false_keep']:>18.1%} {r['greedy_true_keep']:>11.1%} {1:>11.2f}")
     print("goal: false keeps <= 5%, true 2-sigma gains kept >= 80%")
 
@@ -232,10 +239,15 @@ def main():
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
+    from autoresearch.config import Config
     sd = args.sd
-    r = rates(simulate(lambda: rng.gauss(1.0, sd), lambda: rng.gauss(1.0 - 2 * sd, sd), rng, studies=args.studies))
-    print_table(r, f"synthetic: noise sd {sd}, real gains of exactly 2 sd, {args.studies} studies x 20 trials, "
-                   f"half of them real gains")
+    arms = []
+    for cfg in (Config(), Config(futility=0.0)):     # the same seed in both
+        rng = random.Random(args.seed)
+        arms.append(rates(simulate(lambda: rng.gauss(1.0, sd), lambda: rng.gauss(1.0 - 2 * sd, sd), rng,
+                                   studies=args.studies, config=cfg)))
+    print_table(arms[0], f"synthetic: noise sd {sd}, real gains of exactly 2 sd, {args.studies} studies x 20 trials, "
+                         f"half of them real gains", arms[1])
     if args.real and args.hog:
         rows, what = hog_pools(args.budget, args.runs, args.change)
         hog_report(rows, what, args, rng)

@@ -35,6 +35,11 @@ plus its first run's seconds to the pruning point and 1 s for the kill. Trials p
 seconds of the study's trials without / with (its baseline, the same in both, left out). Those are the proposals a study makes, later ones against a best that has
 improved, where the moves above are all first steps from the baseline. Keeps lost: kept trials the
 rule would have stopped (after the first one the replayed study would have gone another way).
+The study runs with the futility rule off too (every close call re-run to its verdict), and the rule
+(`--futility`, the study's default) is replayed on its close calls: after each of a close call's runs
+the judge is asked again with the best's values and the noise of that moment; where it would have
+ended the trial sooner, the runs it spares (the best's re-runs beside them too) come off its wall
+seconds. It prints trials per hour with both rules, each alone, and a keep either would have lost.
 """
 
 from __future__ import annotations
@@ -231,9 +236,11 @@ def _study(args, ws, tag: str) -> dict:
 
 def futility_replay(data: dict, trials: list, futility: float) -> dict:
     """The futility rule replayed on a study's close calls (run with futility 0: every close call re-run to
-    its verdict): the judge asked again after each of a trial's runs, with the best's values and the noise
-    as they were then. Returns {trial number: (runs of it and of the best it would have spared, the
-    verdict then, its runs and the best's beside it in the study)} for the trials it would have ended sooner."""
+    its verdict): after each of a close call's runs but its last (each a confirm in the study) the judge
+    works out its chance of a keep, with the best's values and the noise as they were then, and the first
+    below `futility` ends it. Returns {trial number: (runs of it and of the best it would have spared,
+    "discard", its runs and the best's beside it in the study)} for the trials it would have ended sooner
+    (a keep among them is a keep lost)."""
     cfg = Config(futility=futility)
     reruns = {t.number: {int(k): list(v) for k, v in ((t.extra or {}).get("best_reruns") or {}).items()}
               for t in trials}
@@ -249,12 +256,12 @@ def futility_replay(data: dict, trials: list, futility: float) -> dict:
             start = list(by[int(b)].values[:own[int(b)] + grown[int(b)]])
             groups = [list(u.values[:own[u.number] + grown[u.number]]) for u in trials[:i]]
             judge = Judge.from_config(cfg)
-            for m in range(1, len(values)):
+            for m in range(1, len(values)):      # the study re-ran it after each of these: a confirm there
                 best = start + beside[:m - 1]
                 judge.fit([g for g in groups if len(g) >= 2] + [best] + ([values[:m]] if m >= 2 else []))
-                d = judge.decide(values[:m], best)
-                if d.verdict != CONFIRM:
-                    out[t.number] = (len(values) - m + len(beside) - min(m - 1, len(beside)), d.verdict,
+                gain = statistics.fmean(best) - statistics.fmean(values[:m])
+                if judge.chance(gain, m, len(best), statistics.fmean(best)) < futility:
+                    out[t.number] = (len(values) - m + len(beside) - min(m - 1, len(beside)), "discard",
                                      len(values) + len(beside))
                     break
         if b is not None:

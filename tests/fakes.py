@@ -56,7 +56,7 @@ if MODE == "killself": os.kill(os.getpid(), 9)
 if MODE == "killparent": os.kill(os.getppid(), 9); time.sleep(1); sys.exit(0)
 value = (X - 3) ** 2 + (Y - 3) ** 2 + 1 + (float("nan") if MODE == "nan" else 0.0)
 if MODE == "noisy": value += __import__("random").gauss(0, 0.05)
-if MODE == "lucky": value -= 1.4 * (int(os.environ.get("AUTORESEARCH_SEED_OFFSET") or 0) % 1000 == 0)  # a code's first run
+if MODE == "lucky": value -= 1.0 * (int(os.environ.get("AUTORESEARCH_SEED_OFFSET") or 0) % 1000 == 0)  # a code's first run
 if MODE == "loud": value += 0.3 * (os.path.basename(os.path.dirname(os.environ["AUTORESEARCH_MODEL_OUT"])).count(".") - 1)
 if os.environ.get("AUTORESEARCH_MODEL_OUT"): open(os.environ["AUTORESEARCH_MODEL_OUT"], "w").write(str(value))
 print("cache:", os.environ.get("AUTORESEARCH_CACHE"), "cwd:", os.getcwd(), "trial:", os.environ.get("AUTORESEARCH_TRIAL"),

@@ -44,7 +44,7 @@ def test_futility_discards_a_close_call_with_little_chance_of_a_keep():
     best = [1.00, 1.02, 0.98]
     close = j.decide([0.98], best)                         # gain 0.02 against threshold 0.046 at n=1: close
     assert close.verdict == CONFIRM and 0.2 < close.chance < 1.0
-    assert "chance of a keep at 1 runs" in close.explain()
+    assert f"its chance of a keep if run again: {close.chance:.0%}" in close.explain()
     # the same mean after 3 runs: the threshold at 4 runs is out of reach of what one more run can do
     late = j.decide([0.98, 0.98, 0.98], best)
     assert late.verdict == DISCARD and late.chance < 0.2 and "not run again" in late.explain()
@@ -53,7 +53,7 @@ def test_futility_discards_a_close_call_with_little_chance_of_a_keep():
     assert off.decide([0.98, 0.98, 0.98], best).verdict == CONFIRM and off.decide([0.98], best).chance is None
     # the chance grows with the gain, and with the runs of the best still to come (rerun_best)
     chances = [j.chance(g, 2, 3, 1.0) for g in (0.0, 0.01, 0.02, 0.03, 0.04)]
-    assert chances == sorted(chances) and chances[0] < 0.01 and chances[-1] > 0.9
+    assert chances == sorted(chances) and chances[0] < 0.05 and chances[-1] > 0.8
     still = Judge(sigma=2.0, max_repeats=4, futility=0.2)
     still.observe([1.00, 1.02, 0.98])
     assert still.chance(0.02, 2, 3, 1.0) < j.chance(0.02, 2, 3, 1.0)

@@ -327,18 +327,18 @@ cache.mkdir(parents=True, exist_ok=True)
 
 @pytest.mark.parametrize("futility", [0.2, 0.0])
 def test_a_close_call_with_little_chance_is_not_run_again(ws, futility):
-    # MODE "lucky": the candidate's first run scores 1.4 below the baseline's 5.0, every later run 5.0 (no
-    # gain). Its first run is a close call; after its second (3.6, 5.0) the chance that it is kept at 4 runs
-    # is about 14%, so with futility 0.2 it is discarded there (one re-run of the best beside it), where
+    # MODE "lucky": the candidate's first run scores 1.0 below the baseline's 5.0, every later run 5.0 (no
+    # gain). Its first run is a close call; after its second (4.0, 5.0) the chance that it is kept at 4 runs
+    # is about 15%, so with futility 0.2 it is discarded there (one re-run of the best beside it), where
     # futility 0 re-runs it to max_repeats (4 runs, 3 of the best) and then discards it
     study, _ = run(ws, [knob("MODE", "lucky")], prior_sd=1.0, max_repeats=4, futility=futility)
     t = study.trials[-1]
     assert t.state == TrialState.DISCARD
     if futility:
-        assert t.values == (3.6, 5.0) and t.extra["best_reruns"] == {"0": [5.0]}
+        assert t.values == (4.0, 5.0) and t.extra["best_reruns"] == {"0": [5.0]}
         assert "n=2 vs 3" in t.reason and "chance of a keep: not run again" in t.reason
         chance = float(t.reason.split("with a ")[1].split("%")[0]) / 100
         assert 0.0 < chance < futility
     else:
-        assert t.values == (3.6, 5.0, 5.0, 5.0) and t.extra["best_reruns"] == {"0": [5.0, 5.0, 5.0]}
+        assert t.values == (4.0, 5.0, 5.0, 5.0) and t.extra["best_reruns"] == {"0": [5.0, 5.0, 5.0]}
         assert "chance" not in t.reason
