@@ -137,9 +137,9 @@ class LoadCheck:
         CPU s per wall s against 1.79 (half the steps, val_bpb 2.05 against 1.85) made the noise sd 0.116
         instead of about 0.01, and the judge kept nothing (a cpu study, 2026-11-29).
         A run that compiled with no compile cache yet (`Measurement.cold`: the study's first, before it
-        seeded the cache every later run starts from) is measured again too: it spent seconds of its budget
-        compiling. In two cpu studies it was the baseline's worst run, 1.0% and 1.8% above the mean of the
-        warm runs (20 s more start-up, 5% fewer steps)."""
+        seeded the cache every later run starts from) is measured again too: it ran unlike everything it is
+        compared with. In two cpu studies it was the baseline's worst run, 1.0% and 1.8% above the mean of
+        the warm runs (20 s more start-up, 5% fewer steps); in three later checks it was not worse."""
         return {i: why for i, why in ((i, COLD if getattr(m, "cold", False) else self.disturbed(m))
                                       for i, m in enumerate(runs)) if why}
 

@@ -11,8 +11,8 @@ Futility: a close call is measured again only while it has a chance. With `futil
 becomes a discard when the predictive probability that the candidate is kept once it has
 `max_repeats` runs (its mean so far, the noise of the runs still to come and of the mean itself;
 the best's runs grown beside it when `rerun_best`) is below `futility`. A close call whose first
-runs were lucky draws of an unchanged model stops after two runs instead of four (and three of the
-best beside them).
+run was a lucky draw of a change that gains nothing then ends after two or three runs instead of
+four (and the best's re-runs beside them).
 
 Zero noise is not trusted: when every repeat was identical (a seeded, deterministic script) or
 there was one run only, the sd says nothing about how much a gain must be to be real, so the

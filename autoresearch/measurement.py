@@ -34,7 +34,7 @@ class Measurement:
     pins: dict = field(default_factory=dict)   # `*_sha256` values the score printed (the data it read)
     disturbed: str = ""          # judged although other load took its CPU (autoresearch/disturbance.py)
     curve: tuple = ()            # (fraction, loss, seconds) per progress line of the run (autoresearch/pruning.py)
-    cold: bool = False           # it compiled with no compile cache yet (a study's first runs): slower than the rest
+    cold: bool = False           # it compiled with no compile cache yet (a study's first runs), unlike the rest
 
     @property
     def cpu_seconds(self) -> float:

@@ -37,7 +37,7 @@ improved, where the moves above are all first steps from the baseline. Keeps los
 rule would have stopped (after the first one the replayed study would have gone another way).
 The study runs with the futility rule off too (every close call re-run to its verdict), and the rule
 (`--futility`, the study's default) is replayed on its close calls: after each of a close call's runs
-the judge is asked again with the best's values and the noise of that moment; where it would have
+its chance of a keep is worked out with the best's values and the noise of that moment; where it would have
 ended the trial sooner, the runs it spares (the best's re-runs beside them too) come off its wall
 seconds. It prints trials per hour with both rules, each alone, and a keep either would have lost.
 """
@@ -238,9 +238,9 @@ def futility_replay(data: dict, trials: list, futility: float) -> dict:
     """The futility rule replayed on a study's close calls (run with futility 0: every close call re-run to
     its verdict): after each of a close call's runs but its last (each a confirm in the study) the judge
     works out its chance of a keep, with the best's values and the noise as they were then, and the first
-    below `futility` ends it. Returns {trial number: (runs of it and of the best it would have spared,
-    "discard", its runs and the best's beside it in the study)} for the trials it would have ended sooner
-    (a keep among them is a keep lost)."""
+    below `futility` ends it, a discard. Returns {trial number: (runs of it and of the best it would have
+    spared, its runs and the best's beside it in the study)} for the trials it would have ended sooner (a
+    keep among them is a keep lost)."""
     cfg = Config(futility=futility)
     reruns = {t.number: {int(k): list(v) for k, v in ((t.extra or {}).get("best_reruns") or {}).items()}
               for t in trials}
@@ -261,7 +261,7 @@ def futility_replay(data: dict, trials: list, futility: float) -> dict:
                 judge.fit([g for g in groups if len(g) >= 2] + [best] + ([values[:m]] if m >= 2 else []))
                 gain = statistics.fmean(best) - statistics.fmean(values[:m])
                 if judge.chance(gain, m, len(best), statistics.fmean(best)) < futility:
-                    out[t.number] = (len(values) - m + len(beside) - min(m - 1, len(beside)), "discard",
+                    out[t.number] = (len(values) - m + len(beside) - min(m - 1, len(beside)),
                                      len(values) + len(beside))
                     break
         if b is not None:
@@ -298,10 +298,10 @@ def study_replay(data: dict, sigma: float, floor: float, after: float, futility:
             if t.state.value == "keep":
                 lost.append(t)
         elif t.number in spared:
-            runs, verdict, n = spared[t.number]
+            runs, n = spared[t.number]
             with_ += wall - runs * t.seconds / n
             cut.append(t)
-            if t.state.value == "keep" and verdict != "keep":
+            if t.state.value == "keep":
                 lost.append(t)
         else:
             with_ += wall if t.kind != "baseline" else 0.0
