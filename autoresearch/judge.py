@@ -137,10 +137,10 @@ class Judge:
         if nc == 0 or nb == 0:
             raise ValueError("decide() needs at least one measurement of each")
         sign = 1.0 if self.direction == "minimize" else -1.0
-        improvement = sign * (statistics.fmean(best) - statistics.fmean(candidate))
-        se = self.sd * math.sqrt(1.0 / nc + 1.0 / nb)
-        threshold = max(self.floor(statistics.fmean(best)), self.sigma * se)
-        band = self.confirm_band * se
+        best_mean = statistics.fmean(best)
+        improvement = sign * (best_mean - statistics.fmean(candidate))
+        threshold = self.threshold(nc, nb, best_mean)
+        band = self.confirm_band * self._se(nc, nb)
         if improvement <= 0 or improvement < threshold - band:
             verdict = DISCARD
         elif improvement > threshold + band:
@@ -151,9 +151,17 @@ class Judge:
             verdict = KEEP if improvement > threshold else DISCARD
         chance = None
         if verdict == CONFIRM and self.futility > 0:
-            chance = self.chance(improvement, nc, nb, statistics.fmean(best))
+            chance = self.chance(improvement, nc, nb, best_mean)
             verdict = DISCARD if chance < self.futility else CONFIRM
         return Decision(verdict, improvement, threshold, self.sd, (nc, nb), chance)
+
+    def _se(self, nc: int, nb: int) -> float:
+        """The standard error of the difference of the means of nc and nb runs."""
+        return self.sd * math.sqrt(1.0 / nc + 1.0 / nb)
+
+    def threshold(self, nc: int, nb: int, best_mean: float) -> float:
+        """The gain nc runs of a candidate must show over nb runs of the best to be kept."""
+        return max(self.floor(best_mean), self.sigma * self._se(nc, nb))
 
     def chance(self, improvement: float, nc: int, nb: int, best_mean: float) -> float:
         """The predictive probability that a candidate with nc runs, its gain `improvement` so far, is kept
@@ -164,9 +172,9 @@ class Judge:
         against the best's runs then."""
         n, more = self.max_repeats, self.max_repeats - nc
         if more <= 0 or self.sd == 0.0:
-            return 1.0 if improvement > self.floor(best_mean) else 0.0
+            return 1.0 if improvement > self.threshold(nc, nb, best_mean) else 0.0
         nb_then = max(nb, min(nb + more, 2 * n)) if self.rerun_best else nb
-        threshold = max(self.floor(best_mean), self.sigma * self.sd * math.sqrt(1.0 / n + 1.0 / nb_then))
+        threshold = self.threshold(n, nb_then, best_mean)
         spread = self.sd * math.sqrt(more / (n * nc) + (nb_then - nb) / (nb_then * nb))
         return 0.5 * (1.0 + math.erf((improvement - threshold) / (spread * math.sqrt(2.0))))
 
