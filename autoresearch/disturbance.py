@@ -140,7 +140,7 @@ class LoadCheck:
         seeded the cache every later run starts from) is measured again too: it ran unlike everything it is
         compared with. In two cpu studies it was the baseline's worst run, 1.0% and 1.8% above the mean of
         the warm runs (20 s more start-up, 5% fewer steps); in three later checks it was not worse."""
-        return {i: why for i, why in ((i, COLD if getattr(m, "cold", False) else self.disturbed(m))
+        return {i: why for i, why in ((i, COLD if m.cold else self.disturbed(m))
                                       for i, m in enumerate(runs)) if why}
 
     def measure(self, run, say=None):

@@ -170,8 +170,8 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
     if scoring:
         extra["AUTORESEARCH_RESCORE"] = "1"   # the harness may leave its own evaluation to the protected one
     compiled, seeded = scratch / "compile", 0
-    cold = compile_cache is not None and not compile_cache.is_dir()
-    if compile_cache is not None and compile_cache.is_dir():
+    cold = compile_cache is not None and not compile_cache.is_dir()     # the study has no cache yet
+    if compile_cache is not None and not cold:
         shutil.copytree(compile_cache, compiled, symlinks=True)
         seeded = runner.tree_bytes(compiled)
     extra.update(TORCHINDUCTOR_CACHE_DIR=str(compiled / "inductor"), TRITON_CACHE_DIR=str(compiled / "triton"))
