@@ -254,10 +254,10 @@ def futility_replay(data: dict, trials: list, futility: float) -> dict:
         values = list(t.values[:own[t.number]])
         if t.kind != "baseline" and b is not None and len(values) >= 2 and not (t.extra or {}).get("rebased"):
             start = list(by[int(b)].values[:own[int(b)] + grown[int(b)]])
-            groups = [list(u.values[:own[u.number] + grown[u.number]]) for u in trials[:i]]
+            groups = [list(u.values[:own[u.number] + grown[u.number]]) for u in trials[:i] if u.number != int(b)]
             judge = Judge.from_config(cfg)
             for m in range(1, len(values)):      # the study re-ran it after each of these: a confirm there
-                best = start + beside[:m - 1]
+                best = start + beside[:m - 1]    # (the best's group as it is then, once: study.fit_noise)
                 judge.fit([g for g in groups if len(g) >= 2] + [best] + ([values[:m]] if m >= 2 else []))
                 gain = statistics.fmean(best) - statistics.fmean(values[:m])
                 if judge.chance(gain, m, len(best), statistics.fmean(best)) < futility:
