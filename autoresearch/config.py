@@ -43,7 +43,7 @@ class Config:
     stall_hint: int = 5               # after this many trials without a keep, the agent is told to change direction
     prune: bool = True                # stop a trial's run whose curve falls behind the best's (autoresearch/pruning.py)
     prune_sigma: float = 2.0          # ... by more than this many noise sds there, and not catching up
-    prune_floor: float = 0.02         # ... the noise (the baseline repeats', pooled) at least this fraction of the loss
+    prune_floor: float = 0.01         # ... the noise (the repeats', pooled) at least this fraction of the loss
     prune_after: float = 0.2          # ... judged from this fraction of the budget on
     search: str = "greedy"            # greedy: every proposal improves the best | tree: one of the top tree_k (tree.py)
     tree_k: int = 3                   # tree search: the number of top trials a proposal may improve

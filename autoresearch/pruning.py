@@ -20,13 +20,16 @@ gap(f) = loss(f) - best(f): prune when
 
     gap(f) > sigma x noise(f) x sqrt(1 + 1/n_best)           (behind by more than the noise allows)
     and gap(f) > gap(f') - noise(f)                          (and not catching up since its last point f')
-    noise(f) = max(pooled relative sd of the baseline repeats, floor) x best(f)
+    noise(f) = max(pooled relative sd of the repeats, floor) x best(f)
 
 (one run against the mean of the best's n_best runs). The noise is pooled: the repeats' deviations
-from their mean curve at every judged fraction, relative to it, make one sd (with 3 repeats and 8
-fractions, 16 degrees of freedom; the sd at one fraction alone has 2, and it swung between 0.4% and
+from their code's mean curve at every judged fraction, relative to it, make one sd (with 3 repeats and
+8 fractions, 16 degrees of freedom; the sd at one fraction alone has 2, and it swung between 0.4% and
 1.6% of the loss from one point to the next on the cpu profile, which made the verdicts arbitrary).
-`floor` stands in where the repeats agree too well (seeded runs) or there is one. The second
+The repeats are the baseline's runs and those of every trial run more than once so far (close calls),
+as the judge pools the final values: three baseline runs measure the spread poorly (1.89% in one cpu
+study whose close calls, 6 of them, put it at 0.94%; 0.85-0.98% in two others). `floor` (1%) stands
+in where the repeats agree too well (seeded runs) or there is one. The second
 condition is for changes that are behind early by design and then close the gap (a warmup keeps the
 LR low at the start, whatever it does for the final value): a run gaining on the best by more than
 the noise since its last point goes on. The rule is an Optuna pruner (`band_pruner()`, an
@@ -52,18 +55,21 @@ class Reference:
     best: tuple                  # ((fraction, mean loss of the best's runs), ...)
     baseline: tuple              # ((fraction, (loss of each baseline run, ...)), ...)
     best_runs: int = 1
-    sigma: float = 1.0           # (a study passes its Config's prune_sigma and prune_floor: 2 and 0.02)
+    sigma: float = 1.0           # (a study passes its Config's prune_sigma and prune_floor: 2 and 0.01)
     floor: float = 0.01          # relative: the noise is at least this fraction of the best's loss
     after: float = 0.2           # no verdict before this fraction of the budget
+    repeats: tuple = ()          # other codes run more than once in the study (close calls), each as baseline
 
     def spread(self) -> float:
-        """The baseline repeats' pooled sd at the judged fractions, relative to their mean curve (0: < 2 runs)."""
+        """The repeats' pooled sd at the judged fractions, relative to each code's mean curve (0: < 2 runs):
+        the baseline's runs and every other code's that was run again, as the judge pools the values."""
         sq, df = 0.0, 0
-        for f, losses in self.baseline:
-            if f >= self.after and len(losses) >= 2:
-                mean = statistics.fmean(losses)
-                sq += sum(((x - mean) / mean) ** 2 for x in losses)
-                df += len(losses) - 1
+        for group in (self.baseline, *self.repeats):
+            for f, losses in group:
+                if f >= self.after and len(losses) >= 2:
+                    mean = statistics.fmean(losses)
+                    sq += sum(((x - mean) / mean) ** 2 for x in losses)
+                    df += len(losses) - 1
         return math.sqrt(sq / df) if df else 0.0
 
     def limit(self, fraction: float) -> tuple[float, float, float] | None:
@@ -88,8 +94,10 @@ class Reference:
             if not gap > was - noise:               # catching up: a schedule that starts slow, say
                 return ""
         n = max((len(v) for _, v in self.baseline), default=0)
+        more = sum(max((len(v) for _, v in g), default=0) for g in self.repeats)
+        also = f" and {more} run(s) of {len(self.repeats)} trial(s) run more than once" if self.repeats else ""
         return (f"pruned at {fraction:.0%}: train loss {loss:.4f} > {limit:.4f} (the best's {best:.4f} + "
-                f"{self.sigma:g} x noise {noise:.4f}, pooled from {n} baseline run(s))"
+                f"{self.sigma:g} x noise {noise:.4f}, pooled from {n} baseline run(s){also})"
                 + (f", not catching up (behind by {gap:.4f}, by {was:.4f} at {before[0]:.0%})" if was is not None
                    else ""))
 
@@ -178,9 +186,15 @@ def curves_of(trial) -> list[dict]:
     return [{float(p[0]): float(p[1]) for p in c} for c in ((trial.extra or {}).get("curves") or []) if c]
 
 
+def by_fraction(runs) -> tuple:
+    """((fraction, (loss of each run there, ...)), ...) from one code's curves (curves_of)."""
+    return tuple((f, tuple(c[f] for c in runs if f in c)) for f in sorted(set().union(*runs)))
+
+
 def reference(trials, best, config) -> Reference | None:
-    """The reference for a trial's run: the best's curves against the baseline repeats' (None: no curves,
-    or fewer than two baseline runs with one: no measured noise, no verdict)."""
+    """The reference for a trial's run: the best's curves against the noise of the repeats, the baseline's
+    and those of every other trial run more than once (None: no curves, or fewer than two baseline runs
+    with one: no measured noise, no verdict)."""
     base = next((t for t in trials if t.kind == "baseline"), None)
     if base is None or best is None:
         return None
@@ -190,8 +204,9 @@ def reference(trials, best, config) -> Reference | None:
         return None
     shared = set.intersection(*(set(c) for c in best_runs))
     means = tuple((f, statistics.fmean(c[f] for c in best_runs)) for f in sorted(shared))
-    spread = tuple((f, tuple(c[f] for c in runs if f in c)) for f in sorted(set().union(*runs)))
-    return Reference(means, spread, len(best_runs), config.prune_sigma, config.prune_floor, config.prune_after)
+    repeats = tuple(by_fraction(c) for t in trials if t.number != base.number and len(c := curves_of(t)) >= 2)
+    return Reference(means, by_fraction(runs), len(best_runs), config.prune_sigma, config.prune_floor,
+                     config.prune_after, repeats)
 
 
 def for_run(study, cand, kind: str) -> Reference | None:

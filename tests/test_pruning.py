@@ -116,6 +116,29 @@ def test_the_reference_is_the_best_curve_against_the_baseline_spread_and_only_fi
     assert pruning.for_run(off, first, "run") is None
 
 
+def test_the_noise_pools_the_baseline_with_every_trial_run_more_than_once():
+    def trial(number, curves, kind="trial"):
+        return Trial(number=number, state=TrialState.DISCARD, description="", commit=f"c{number}", kind=kind,
+                     extra={"curves": [[[f, loss, 1.0] for f, loss in c.items()] for c in curves]})
+    # the baseline's two runs agree by chance (0.1% apart); a close call's three runs spread by 4% about 5.0
+    base = trial(0, [{0.2: 5.0, 0.4: 4.0}, {0.2: 5.005, 0.4: 4.004}], kind="baseline")
+    close = trial(2, [{0.2: 4.8, 0.4: 3.84}, {0.2: 5.0, 0.4: 4.0}, {0.2: 5.2, 0.4: 4.16}])
+    once = trial(3, [{0.2: 9.0, 0.4: 9.0}])                        # one run: no spread to add
+    cfg = Config(prune=True, prune_floor=0.0)
+    alone = pruning.reference([base, once], base, cfg)
+    pooled = pruning.reference([base, close, once], base, cfg)
+    assert alone.repeats == () and pooled.repeats == (pruning.by_fraction(pruning.curves_of(close)),)
+    assert alone.spread() < 0.001
+    # deviations 0.0005 (x2 per fraction) of the baseline, 0.04 (x2 of 3 runs) of the close call; 1 + 2 dof
+    # per fraction
+    assert pooled.spread() == pytest.approx(((4 * 0.0005 ** 2 + 4 * 0.04 ** 2) / 6) ** 0.5, rel=0.02)
+    # a run 3% behind at 20%: behind by more than the baseline alone allows, not by more than the pooled noise
+    assert alone.check(0.2, 5.0025 * 1.03).startswith("pruned at 20%")
+    assert pooled.check(0.2, 5.0025 * 1.03) == ""
+    why = pooled.check(0.2, 5.0025 * 1.2)
+    assert why.startswith("pruned at 20%") and "pooled from 2 baseline run(s) and 3 run(s) of 1 trial(s) run more than once" in why
+
+
 SCRIPT = r'''
 import sys, time
 # all nine points in one write: the runner must see every one, not only the last line of a chunk
