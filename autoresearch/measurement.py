@@ -189,7 +189,7 @@ def measure(root: Path, harness, readonly_sums: dict, log: Path, model: Path, me
             os.replace(saved, model)
         cold = cold and compiled.is_dir() and any(compiled.iterdir())     # it compiled, and from nothing
         if seeds and result.ok and compile_cache is not None and not compile_cache.exists() and compiled.is_dir():
-            _seed(compiled, compile_cache)
+            seed_cache(compiled, compile_cache)
         shutil.rmtree(scratch, ignore_errors=True)
         m = _classify(root, harness, result, model, changed, memory_limit_mb, rescore, on_start, walls, pins or {})
         m = dataclasses.replace(m, cold=cold) if cold else m
@@ -208,10 +208,11 @@ def compile_cache(harness) -> Path:
     return Path(harness.root) / ".autoresearch" / "compile-cache"
 
 
-def _seed(compiled: Path, cache: Path) -> None:
+def seed_cache(compiled: Path, cache: Path) -> None:
     """Keep a baseline run's compile cache for the runs after it (the first repeat to finish wins)."""
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{id(compiled)}.tmp")
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(compiled, tmp, symlinks=True)
         os.rename(tmp, cache)
     except OSError:

@@ -115,6 +115,21 @@ def make_fake_workspace(root: Path, tag: str = "t", allowance: float = 8.0, scor
     return root
 
 
+COMPILE = ('graph = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "graph")   # a stand-in for torch.compile\n'
+           'value += 0.0 if os.path.exists(graph) else 1.0\n'
+           'os.makedirs(graph, exist_ok=True); open(os.path.join(graph, "kernel"), "w").write("compiled")\n')
+
+
+def compiling(ws: Path) -> Path:
+    """The fake harness with a stand-in for torch.compile, committed: a run whose compile cache
+    (TORCHINDUCTOR_CACHE_DIR) holds no graph yet writes one and scores 1.0 worse (it spent its budget
+    compiling); one that starts from a cache with the graph scores as before."""
+    train = ws / "train.py"
+    train.write_text(train.read_text().replace('if MODE == "noisy"', COMPILE + 'if MODE == "noisy"', 1))
+    git(ws, "commit", "-qam", "a harness that compiles")
+    return ws
+
+
 def value(X=1.0, Y=3.0) -> float:
     """What the fake harness measures for these knobs."""
     return (X - 3) ** 2 + (Y - 3) ** 2 + 1

@@ -16,7 +16,7 @@ from autoresearch.disturbance import COLD, LoadCheck
 from autoresearch.measurement import Measurement, harness_env
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
-from tests.fakes import ScriptedAgent, edit, make_fake_workspace
+from tests.fakes import ScriptedAgent, compiling, edit, make_fake_workspace
 
 BUSY = "import time\nwhile time.process_time() < 1.2: pass\n"        # 1.2 CPU s, however long that takes
 SLEEPY = "import time\ntime.sleep(1.5)\n"                             # ~0 CPU s
@@ -235,14 +235,7 @@ def test_a_baseline_run_that_compiled_cold_is_measured_again(tmp_path):
     """A study's first run compiles with no compile cache yet (the one it leaves seeds every later run's), so
     it spends part of its budget compiling and scores worse than the warm runs after it: once all the
     baseline's runs are in, it is measured again, warm, and its value never enters the mean or the noise."""
-    ws = make_fake_workspace(tmp_path / "ws")
-    train = ws / "train.py"
-    block = ('graph = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "graph")   # a stand-in for torch.compile\n'
-             'value += 0.0 if os.path.exists(graph) else 1.0\n'
-             'os.makedirs(graph, exist_ok=True)\n')
-    train.write_text(train.read_text().replace('if MODE == "noisy"', block + 'if MODE == "noisy"', 1))
-    from tests.fakes import git
-    git(ws, "commit", "-qam", "a harness that compiles")
+    ws = compiling(make_fake_workspace(tmp_path / "ws"))
     study = Study(ws, agent=ScriptedAgent([edit(lambda s: s.replace("X = 1.0", "X = 2.0"), "X -> 2")]),
                   config=Config.load({"baseline_runs": 3}))
     study.optimize(max_trials=1)

@@ -1,7 +1,8 @@
 """The scheduler on a local Ray (num_cpus=2, no dashboard) over the fake harness in a real git
 repo: two trials in flight, a stale candidate re-based and re-run before keep, a Ray task whose
-worker process dies mid-run recorded as a crash, the cache variable reaching the task, and a
-clear error when Ray is missing."""
+worker process dies mid-run recorded as a crash, the cache variable reaching the task, a clear
+error when Ray is missing, and torch.compile's cache (a stand-in for it in the fake harness) reaching
+the runs: on the driver's disk, and on a node off it, where the baseline's cache is sent back and out."""
 
 from __future__ import annotations
 
@@ -98,3 +99,91 @@ def test_interrupt_cancels_ray_tasks_and_records_nothing_half_done(ray_local, ws
     assert len(trials) == 1 and study.stop_reason == "interrupted" and len(trainers) >= 2
     # the cancelled tasks killed their runs: no trainer of theirs is left
     until(lambda: not trainers_of("autoresearch-t-"), "the cancelled runs to die")
+
+
+def test_a_ray_study_runs_its_trials_from_the_baselines_compile_cache(ray_local, tmp_path):
+    """On a local Ray (the driver's disk): the baseline's cold run is measured again, the trial runs warm."""
+    from tests.fakes import compiling, make_fake_workspace
+    ws = compiling(make_fake_workspace(tmp_path / "ws", allowance=20))
+    study, _ = study_for(ws, [edit(X=2.0)], baseline_runs=2)
+    study.optimize(max_trials=1, executor=executor(1))
+    base, trial = check_ledger_and_git(ws)
+    assert base.values == (value(), value()) and "no compile cache" in base.extra["disturbed"]
+    assert trial.values == (value(2.0),) and trial.state == TrialState.KEEP       # no +1.0: it started warm
+
+
+def test_a_node_off_the_drivers_disk_gets_the_baselines_compile_cache(ray_local, tmp_path):
+    """A Ray task on a node that cannot see the driver's workspace (its path is not there): a baseline run
+    compiles from nothing and returns the cache it leaves; a later task carries that cache and runs warm from
+    the node's copy; a trial run never sends its own cache back."""
+    import dataclasses
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from autoresearch.executors.base import Job, Setup
+    from autoresearch.executors.ray import _tracked_files, run_task
+    from autoresearch.harness import Harness
+    from autoresearch.hashing import contents_hash
+    from autoresearch.measurement import checksums
+    from tests.fakes import compiling, git, make_fake_workspace
+    ws = compiling(make_fake_workspace(tmp_path / "ws", allowance=20))
+    elsewhere = dataclasses.replace(Harness.load(ws), root=tmp_path / "driver" / "ws")    # not on this "node"
+    setup = Setup(elsewhere, checksums(ws, elsewhere.readonly), tag="t")
+    files = _tracked_files(ws)
+    editable = {"train.py": files.pop("train.py")}
+    task = ray_local.remote(max_retries=0)(run_task)
+
+    def run(key, seeds, shipped=None):
+        job = Job(key, ws, git(ws, "rev-parse", "HEAD"), tmp_path / f"{key}.log", tmp_path / f"{key}.pt", seeds=seeds)
+        return ray_local.get(task.remote(job, files, editable, setup, {}, 0.0, shipped))
+
+    first = run("b1", seeds=True)
+    m = first["measurement"]
+    assert m.value == value() + 1.0 and m.cold                  # compiled from nothing
+    cache = first["compile_cache"]
+    assert cache == {"inductor/graph/kernel": b"compiled"}
+    assert not (tmp_path / "driver").exists()                    # nothing written where the driver's workspace is
+    digest = contents_hash(cache, length=16)
+    kept = Path(tempfile.gettempdir()) / "autoresearch-compile" / digest
+    try:
+        warm = run("t1", seeds=False, shipped=(digest, cache))
+        assert warm["measurement"].value == value() and not warm["measurement"].cold
+        assert "compile_cache" not in warm and (kept / "inductor" / "graph" / "kernel").read_bytes() == b"compiled"
+        again = run("b2", seeds=True, shipped=(digest, cache))    # a baseline re-run, warm: nothing to return
+        assert again["measurement"].value == value() and "compile_cache" not in again
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_a_ray_study_whose_node_is_off_the_drivers_disk_runs_trials_warm(ray_local, tmp_path):
+    """The whole loop with its tasks on a "node" that cannot see the driver's workspace (the tasks' harness
+    has another root: a second machine cannot exist here): the baseline's first run compiles from nothing and
+    sends its cache back, the driver keeps it as the study's, and every run after it starts from it."""
+    import dataclasses
+
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from autoresearch.executors.ray import RayExecutor, _tree
+    from autoresearch.hashing import contents_hash
+    from autoresearch.measurement import compile_cache
+    from tests.fakes import compiling, make_fake_workspace
+    ws = compiling(make_fake_workspace(tmp_path / "ws", allowance=20))
+
+    class OffDisk(RayExecutor):
+        def start(self, setup):
+            super().start(setup)
+            away = dataclasses.replace(setup.harness, root=tmp_path / "driver" / "ws")
+            self._setup_ref = ray_local.put(dataclasses.replace(setup, harness=away))
+
+    study, _ = study_for(ws, [edit(X=2.0)], baseline_runs=2)
+    study.optimize(max_trials=1, executor=OffDisk(1))
+    base, trial = check_ledger_and_git(ws)
+    tree = _tree(compile_cache(study.harness))
+    shutil.rmtree(Path(tempfile.gettempdir()) / "autoresearch-compile" / contents_hash(tree, length=16))
+    assert tree == {"inductor/graph/kernel": b"compiled"}
+    assert base.values == (value(), value()) and "no compile cache" in base.extra["disturbed"]
+    assert trial.values == (value(2.0),) and trial.state == TrialState.KEEP       # warm on the node too
+    assert not (tmp_path / "driver").exists()

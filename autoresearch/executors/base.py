@@ -57,15 +57,17 @@ class Outcome:
     cancelled: bool = False
 
 
-def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on_start=None) -> Measurement:
+def run_job(job: Job, setup: Setup, memory_limit_mb: float, on_progress=None, on_start=None,
+            cache: Path | None = None) -> Measurement:
     """Measure one job where it runs (a worker process, a thread, a Ray task): the one call of measure().
-    The run's progress lines make its curve, and stop it where job.prune says so (autoresearch/pruning.py)."""
+    The run's progress lines make its curve, and stop it where job.prune says so (autoresearch/pruning.py).
+    cache: the compile cache it starts from, where not the study's own (a Ray node off the driver's disk)."""
     from autoresearch.pruning import Watch
     watch = Watch(job.prune, on_progress)
     return watch.settle(measure(job.root, setup.harness, setup.readonly_sums, job.log, job.model, memory_limit_mb,
                                 setup.rescore, watch, job.trial, on_start=on_start, keep_model=job.keep_model,
                                 holdout=setup.holdout, timeout=job.timeout, pins=job.pins,
-                                compile_cache=compile_cache(setup.harness), seeds=job.seeds,
+                                compile_cache=cache or compile_cache(setup.harness), seeds=job.seeds,
                                 seed_offset=job.seed_offset))
 
 

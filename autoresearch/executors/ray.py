@@ -9,6 +9,14 @@ one GPU where the cluster has GPUs, one CPU otherwise. Ray is imported only here
 
     pip install 'autoresearch[ray]'
     autoresearch run --workers 8 --executor ray [--ray-address HOST:6379]
+
+The compile cache travels too. A study's runs start from torch.compile's cache as its baseline's first
+run left it (measurement.measure); a node that cannot see the driver's workspace (another machine)
+would compile every trial from nothing, slower than the baseline's warm runs and so judged worse.
+A baseline run there returns its cache, the driver keeps it as the study's, and every later task
+carries it (once per node in the object store). Only the baseline's
+(the human's code's) cache is ever shipped: a trial's is the agent's output. A node keeps each
+study's copy (a few MB, named by its digest) in its temp folder.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from pathlib import Path
 from autoresearch.errors import AutoresearchError
 from autoresearch.hashing import contents_hash
 from autoresearch.executors.base import Executor, Job, Outcome, Setup, crashed
+from autoresearch.measurement import compile_cache, seed_cache
 
 MAX_LOG_BYTES = 20 * 2**20
 
@@ -66,14 +75,50 @@ def _ensure_prepared(root: Path, setup: Setup) -> str:
     return preparation.ensure(root, harness, key)
 
 
-def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float) -> dict:
-    """In a Ray worker: materialise the files, prepare once per node, measure, return the outcome."""
+def _tree(root: Path) -> dict[str, bytes]:
+    """A folder's files by relative path (a compile cache: a few MB)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def _keep(files: dict[str, bytes], cache: Path) -> None:
+    """Write a shipped compile cache where runs start from it (atomically; the first one there wins)."""
+    if cache.exists():
+        return
+    with tempfile.TemporaryDirectory(prefix="autoresearch-cache-") as tmp:
+        for name, data in files.items():
+            p = Path(tmp, name)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        seed_cache(Path(tmp), cache)
+
+
+def _node_cache(job: Job, setup: Setup, shipped) -> Path | None:
+    """The compile cache this task's run starts from. None: the study's own, where the driver's workspace is
+    on this node's disk (a local Ray, a shared disk). Else this node's copy of the baseline's (shipped:
+    (digest, files)), kept in its temp folder by digest; with none shipped yet, a folder of the task's own
+    (a baseline run's: it compiles from nothing and returns what it leaves)."""
+    if compile_cache(setup.harness).parent.is_dir():
+        return None
+    here = Path(tempfile.gettempdir()) / "autoresearch-compile"
+    if shipped is None:
+        return here / f"{setup.tag}-{job.key}-{os.getpid()}"
+    _keep(shipped[1], here / shipped[0])
+    return here / shipped[0]
+
+
+def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float,
+             shipped=None) -> dict:
+    """In a Ray worker: materialise the files, prepare once per node, measure, return the outcome.
+    shipped: the study's compile cache (digest, files), once the driver has one (module docstring)."""
     from autoresearch import runner
     from autoresearch.executors.base import crashed as crash_outcome
     from autoresearch.executors.base import run_job
     os.environ.update(env)               # AUTORESEARCH_CACHE and friends: what the driver had
     node, worker = _node()
     root = Path(tempfile.mkdtemp(prefix=f"autoresearch-{setup.tag}-{job.key}-"))
+    cache = _node_cache(job, setup, shipped)
+    own = cache is not None and shipped is None          # a folder of this task's own
     try:
         for name, data in {**common, **editable}.items():
             p = root / name
@@ -88,8 +133,10 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
                 int(env.get("_AUTORESEARCH_RUNS_PER_NODE", "1")))
             here = dataclasses.replace(job, root=root, log=log, model=root / ".autoresearch" / "model.pt",
                                        keep_model=False)
-            m = run_job(here, setup, memory_limit_mb)
+            m = run_job(here, setup, memory_limit_mb, cache=cache)
         texts = {}
+        if own and job.seeds and cache.is_dir():          # a baseline run's cache: back to the driver
+            texts["compile_cache"] = _tree(cache)
         for key, path in (("log", log), ("score_log", log.with_suffix(".score.log"))):
             if path.exists():
                 with open(path, "rb") as f:
@@ -97,6 +144,8 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
         return {"measurement": m, "node": node, "worker": worker, **texts}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if own:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 class RayExecutor(Executor):
@@ -111,6 +160,7 @@ class RayExecutor(Executor):
         self._live: dict = {}                # ObjectRef -> Job
         self._common: dict[str, object] = {}  # hash of the shared files -> ObjectRef
         self._cancelled: set = set()
+        self._shipped = None                 # the study's compile cache in the object store, once it has one
 
     def start(self, setup: Setup) -> None:
         ray = _ray()
@@ -140,7 +190,12 @@ class RayExecutor(Executor):
         key = contents_hash(files)
         if key not in self._common:
             self._common[key] = ray.put(files)        # the same for every trial: sent to each node once
-        ref = self._remote.remote(job, self._common[key], editable, self._setup_ref, self._env, self._memory)
+        cache = compile_cache(self._setup.harness)
+        if self._shipped is None and cache.is_dir():
+            tree = _tree(cache)
+            self._shipped = ray.put((contents_hash(tree, length=16), tree))
+        ref = self._remote.remote(job, self._common[key], editable, self._setup_ref, self._env, self._memory,
+                                  self._shipped)
         self._live[ref] = job
         return ref
 
@@ -174,6 +229,8 @@ class RayExecutor(Executor):
         log.write_bytes(out.get("log", b""))
         if "score_log" in out:
             log.with_suffix(".score.log").write_bytes(out["score_log"])
+        if "compile_cache" in out:                   # a baseline run's, off this disk: the study's from now on
+            _keep(out["compile_cache"], compile_cache(self._setup.harness))
         m = dataclasses.replace(m, result=dataclasses.replace(m.result, log_path=str(log)))
         return Outcome(m, out.get("worker", ""), out.get("node", ""), cancelled=cancelled)
 
