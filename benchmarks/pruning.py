@@ -39,7 +39,9 @@ The study runs with the futility rule off too (every close call re-run to its ve
 (`--futility`, the study's default) is replayed on its close calls: after each of a close call's runs
 its chance of a keep is worked out with the best's values and the noise of that moment; where it would have
 ended the trial sooner, the runs it spares (the best's re-runs beside them too) come off its wall
-seconds. It prints trials per hour with both rules, each alone, and a keep either would have lost.
+seconds. It prints trials per hour with both rules, each alone, and a keep either would have lost, and
+what a rule that knew each trial's verdict would give: every discard stopped at the first judged point
+of its first run (the one-run trials alone, and close calls too): the most any pruning rule can save.
 """
 
 from __future__ import annotations
@@ -350,9 +352,9 @@ def study_main(args, t0):
           "wall seconds with its re-runs and the best's beside them, the rules' verdict, the change)")
     r = study_replay(data, args.sigma, args.floor, args.after, args.futility)
     from autoresearch.trial import Trial
-    base = Trial.from_dict(data["trials"][0])
-    ref = pruning.reference([base], base, Config(prune_floor=0.0))
     trials = [Trial.from_dict(d) for d in data["trials"]]
+    base = trials[0]
+    ref = pruning.reference([base], base, Config(prune_floor=0.0))
     pooled = pruning.reference(trials, base, Config(prune_floor=0.0))
     if ref is not None:
         print(f"\nthe baseline runs' measured spread (pooled, relative): {ref.spread():.2%} of the loss; with every "
