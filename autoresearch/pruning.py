@@ -27,9 +27,10 @@ from their code's mean curve at every judged fraction, relative to it, make one 
 8 fractions, 16 degrees of freedom; the sd at one fraction alone has 2, and it swung between 0.4% and
 1.6% of the loss from one point to the next on the cpu profile, which made the verdicts arbitrary).
 The repeats are the baseline's runs and those of every trial run more than once so far (close calls),
-as the judge pools the final values: three baseline runs measure the spread poorly (1.89% in one cpu
-study whose close calls, 6 of them, put it at 0.94%; 0.85-0.98% in two others). `floor` (1%) stands
-in where the repeats agree too well (seeded runs) or there is one. The second
+as the judge pools the final values: three baseline runs measure the spread poorly (in four cpu
+studies the baseline alone said 0.86-1.89% of the loss, every repeated code pooled 0.85-0.99%).
+`floor` (1%) stands in where the repeats agree too well (seeded runs) or there is one, and bounds
+what a code whose printed loss means something else can do to the pooled figure. The second
 condition is for changes that are behind early by design and then close the gap (a warmup keeps the
 LR low at the start, whatever it does for the final value): a run gaining on the best by more than
 the noise since its last point goes on. The rule is an Optuna pruner (`band_pruner()`, an
