@@ -14,9 +14,9 @@ The compile cache travels too. A study's runs start from torch.compile's cache a
 run left it (measurement.measure); a node that cannot see the driver's workspace (another machine)
 would compile every trial from nothing, slower than the baseline's warm runs and so judged worse.
 A baseline run there returns its cache, the driver keeps it as the study's, and every later task
-carries it (once per node in the object store). Only the baseline's
-(the human's code's) cache is ever shipped: a trial's is the agent's output. A node keeps each
-study's copy (a few MB, named by its digest) in its temp folder.
+carries it (once per node in the object store). Only the baseline's (the human's code's) cache is
+ever shipped: a trial's is the agent's output. A node keeps each study's copy (a few MB, named by
+its digest) in its temp folder.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def _keep(files: dict[str, bytes], cache: Path) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="autoresearch-cache-") as tmp:
         for name, data in files.items():
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                continue                             # (_tree never makes such a name)
             p = Path(tmp, name)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
@@ -117,9 +119,10 @@ def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, me
     os.environ.update(env)               # AUTORESEARCH_CACHE and friends: what the driver had
     node, worker = _node()
     root = Path(tempfile.mkdtemp(prefix=f"autoresearch-{setup.tag}-{job.key}-"))
-    cache = _node_cache(job, setup, shipped)
-    own = cache is not None and shipped is None          # a folder of this task's own
+    cache, own = None, False
     try:
+        cache = _node_cache(job, setup, shipped)
+        own = cache is not None and shipped is None      # a folder of this task's own
         for name, data in {**common, **editable}.items():
             p = root / name
             p.parent.mkdir(parents=True, exist_ok=True)
