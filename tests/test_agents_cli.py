@@ -67,9 +67,15 @@ def context(root: Path, n: int = 1, sandbox=None) -> Context:
 @pytest.fixture
 def home(monkeypatch):
     """An isolated HOME and CODEX_HOME for the CLIs. Not under /tmp: codex refuses to set up its
-    apply_patch helper there, and its sandboxed write then fails."""
+    apply_patch helper there, and its sandboxed write then fails. So beside the CLIs, unless this
+    checkout is itself under /tmp: then under the user's own home (from the password database: HOME is
+    a test folder here already)."""
     base = REPO / ".npm-cli"
-    base.mkdir(exist_ok=True)
+    tmp = {Path("/tmp").resolve(), Path(tempfile.gettempdir()).resolve()}
+    if any(base.resolve().is_relative_to(t) for t in tmp):
+        import pwd
+        base = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "autoresearch-test-homes"
+    base.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="home-", dir=base))
     monkeypatch.setenv("HOME", str(path))
     monkeypatch.setenv("CODEX_HOME", str(path / ".codex"))
