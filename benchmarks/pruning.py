@@ -318,13 +318,12 @@ def study_replay(data: dict, sigma: float, floor: float, after: float, futility:
             "trials": len(trials), "keeps": sum(t.state.value == "keep" for t in trials[1:])}
 
 
-def ceiling(data: dict, after: float, kill: float = 1.0) -> tuple[float, float]:
+def ceiling(trials: list, after: float, kill: float = 1.0) -> tuple[float, float]:
     """What a rule that knew the verdicts would give (trials per hour): every trial that ended a discard
     stopped at its first run's first judged point (`after`), keeps run as they did. (first runs only: the
     trials that were one run; all: close calls that ended as discards too)."""
-    from autoresearch.trial import Trial
     without = first = every = 0.0
-    for t in (Trial.from_dict(d) for d in data["trials"]):
+    for t in trials:
         if t.kind == "baseline":
             continue
         wall = t.ended - t.started
@@ -382,7 +381,7 @@ def study_main(args, t0):
         s = study_replay(data, args.sigma, args.floor, args.after, futility, show=False)
         print(f"  futility {futility:g} {s['without'] / s['with']:5.2f}x  ended sooner {len(s['cut'])}  "
               f"keeps lost {len(s['lost'])}")
-    first, every = ceiling(data, args.after)
+    first, every = ceiling(trials, args.after)
     print(f"a rule that knew the verdicts (every discard stopped at {args.after:.0%} of its first run, keeps run as "
           f"they did): {first:.2f}x stopping the one-run trials, {every:.2f}x the close calls too")
     print(f"\ntrials per hour: {r['without'] / r['with']:.2f}x  (pruning and futility; a {m['study']} study, profile "

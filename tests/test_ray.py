@@ -118,11 +118,9 @@ def test_a_node_off_the_drivers_disk_gets_the_baselines_compile_cache(ray_local,
     the node's copy; a trial run never sends its own cache back."""
     import dataclasses
     import shutil
-    import tempfile
-    from pathlib import Path
 
     from autoresearch.executors.base import Job, Setup
-    from autoresearch.executors.ray import _tracked_files, run_task
+    from autoresearch.executors.ray import _tracked_files, node_copy, run_task
     from autoresearch.harness import Harness
     from autoresearch.hashing import contents_hash
     from autoresearch.measurement import checksums
@@ -145,7 +143,7 @@ def test_a_node_off_the_drivers_disk_gets_the_baselines_compile_cache(ray_local,
     assert cache == {"inductor/graph/kernel": b"compiled"}
     assert not (tmp_path / "driver").exists()                    # nothing written where the driver's workspace is
     digest = contents_hash(cache, length=16)
-    kept = Path(tempfile.gettempdir()) / "autoresearch-compile" / digest
+    kept = node_copy(digest)
     try:
         warm = run("t1", seeds=False, shipped=(digest, cache))
         assert warm["measurement"].value == value() and not warm["measurement"].cold
@@ -161,13 +159,9 @@ def test_a_ray_study_whose_node_is_off_the_drivers_disk_runs_trials_warm(ray_loc
     has another root: a second machine cannot exist here): the baseline's first run compiles from nothing and
     sends its cache back, the driver keeps it as the study's, and every run after it starts from it."""
     import dataclasses
-
     import shutil
-    import tempfile
-    from pathlib import Path
 
-    from autoresearch.executors.ray import RayExecutor, _tree
-    from autoresearch.hashing import contents_hash
+    from autoresearch.executors.ray import RayExecutor, node_copy, shipment
     from autoresearch.measurement import compile_cache
     from tests.fakes import compiling, make_fake_workspace
     ws = compiling(make_fake_workspace(tmp_path / "ws", allowance=20))
@@ -181,8 +175,8 @@ def test_a_ray_study_whose_node_is_off_the_drivers_disk_runs_trials_warm(ray_loc
     study, _ = study_for(ws, [edit(X=2.0)], baseline_runs=2)
     study.optimize(max_trials=1, executor=OffDisk(1))
     base, trial = check_ledger_and_git(ws)
-    tree = _tree(compile_cache(study.harness))
-    shutil.rmtree(Path(tempfile.gettempdir()) / "autoresearch-compile" / contents_hash(tree, length=16))
+    digest, tree = shipment(compile_cache(study.harness))
+    shutil.rmtree(node_copy(digest), ignore_errors=True)
     assert tree == {"inductor/graph/kernel": b"compiled"}
     assert base.values == (value(), value()) and "no compile cache" in base.extra["disturbed"]
     assert trial.values == (value(2.0),) and trial.state == TrialState.KEEP       # warm on the node too

@@ -81,6 +81,17 @@ def _tree(root: Path) -> dict[str, bytes]:
             if p.is_file() and not p.is_symlink()}
 
 
+def shipment(cache: Path) -> tuple[str, dict[str, bytes]]:
+    """A compile cache as it travels to the nodes: (its digest, its files)."""
+    files = _tree(cache)
+    return contents_hash(files, length=16), files
+
+
+def node_copy(digest: str) -> Path:
+    """Where a node keeps its copy of a shipped compile cache."""
+    return Path(tempfile.gettempdir()) / "autoresearch-compile" / digest
+
+
 def _keep(files: dict[str, bytes], cache: Path) -> None:
     """Write a shipped compile cache where runs start from it (atomically; the first one there wins)."""
     if cache.exists():
@@ -102,11 +113,10 @@ def _node_cache(job: Job, setup: Setup, shipped) -> Path | None:
     (a baseline run's: it compiles from nothing and returns what it leaves)."""
     if compile_cache(setup.harness).parent.is_dir():
         return None
-    here = Path(tempfile.gettempdir()) / "autoresearch-compile"
     if shipped is None:
-        return here / f"{setup.tag}-{job.key}-{os.getpid()}"
-    _keep(shipped[1], here / shipped[0])
-    return here / shipped[0]
+        return node_copy(f"{setup.tag}-{job.key}-{os.getpid()}")
+    _keep(shipped[1], node_copy(shipped[0]))
+    return node_copy(shipped[0])
 
 
 def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float,
@@ -195,8 +205,7 @@ class RayExecutor(Executor):
             self._common[key] = ray.put(files)        # the same for every trial: sent to each node once
         cache = compile_cache(self._setup.harness)
         if self._shipped is None and cache.is_dir():
-            tree = _tree(cache)
-            self._shipped = ray.put((contents_hash(tree, length=16), tree))
+            self._shipped = ray.put(shipment(cache))
         ref = self._remote.remote(job, self._common[key], editable, self._setup_ref, self._env, self._memory,
                                   self._shipped)
         self._live[ref] = job
