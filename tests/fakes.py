@@ -120,12 +120,22 @@ COMPILE = ('graph = os.path.join(os.environ["TORCHINDUCTOR_CACHE_DIR"], "graph")
            'os.makedirs(graph, exist_ok=True); open(os.path.join(graph, "kernel"), "w").write("compiled")\n')
 
 
-def compiling(ws: Path) -> Path:
+# inductor's precompiled C++ header, which it keeps under the temp folder (measurement.headers): a run that
+# finds none builds it and scores 0.5 worse; every run appends to it, as a hostile one may
+HEADERS = ('import getpass, tempfile\n'
+           'gch = os.path.join(tempfile.gettempdir(), "torchinductor_" + getpass.getuser(), "precompiled_headers", "p.h.gch")\n'
+           'value += 0.0 if os.path.exists(gch) else 0.5\n'
+           'os.makedirs(os.path.dirname(gch), exist_ok=True); open(gch, "a").write("header")\n')
+
+
+def compiling(ws: Path, headers: bool = False) -> Path:
     """The fake harness with a stand-in for torch.compile, committed: a run whose compile cache
     (TORCHINDUCTOR_CACHE_DIR) holds no graph yet writes one and scores 1.0 worse (it spent its budget
-    compiling); one that starts from a cache with the graph scores as before."""
+    compiling); one that starts from a cache with the graph scores as before. headers: a precompiled
+    header under TMPDIR too (HEADERS; meant for sandboxed runs, whose TMPDIR is their own folder)."""
     train = ws / "train.py"
-    train.write_text(train.read_text().replace('if MODE == "noisy"', COMPILE + 'if MODE == "noisy"', 1))
+    stand_in = COMPILE + (HEADERS if headers else "")
+    train.write_text(train.read_text().replace('if MODE == "noisy"', stand_in + 'if MODE == "noisy"', 1))
     git(ws, "commit", "-qam", "a harness that compiles")
     return ws
 

@@ -16,7 +16,7 @@ from autoresearch.disturbance import COLD, LoadCheck
 from autoresearch.measurement import Measurement, harness_env
 from autoresearch.study import Study
 from autoresearch.trial import TrialState
-from tests.fakes import ScriptedAgent, compiling, edit, make_fake_workspace
+from tests.fakes import SANDBOXED, ScriptedAgent, compiling, edit, make_fake_workspace
 
 BUSY = "import time\nwhile time.process_time() < 1.2: pass\n"        # 1.2 CPU s, however long that takes
 SLEEPY = "import time\ntime.sleep(1.5)\n"                             # ~0 CPU s
@@ -246,3 +246,23 @@ def test_a_baseline_run_that_compiled_cold_is_measured_again(tmp_path):
     logs = sorted(p.name for p in (ws / ".autoresearch" / "logs").glob("*-0*.log") if "score" not in p.name
                   and "holdout" not in p.name)
     assert len(logs) == 4, logs                               # three runs and the one measured again
+
+
+@pytest.mark.skipif(not SANDBOXED, reason="needs bubblewrap (apt-get install bubblewrap): unsandboxed, a run's TMPDIR "
+                                          "is the machine's, where inductor's headers last anyway")
+def test_a_sandboxed_run_starts_with_the_baselines_precompiled_headers(tmp_path):
+    """inductor keeps its precompiled C++ header under TMPDIR, and a sandboxed run's TMPDIR is its own empty folder:
+    the header the baseline's first run built goes into the compile cache with its kernels, and every later run
+    finds it there (a copy: what a run appends to its own reaches neither the cache nor the next run)."""
+    from autoresearch.harness import Harness
+    from autoresearch.measurement import HEADERS, compile_cache
+    ws = compiling(make_fake_workspace(tmp_path / "ws"), headers=True)
+    study = Study(ws, agent=ScriptedAgent([edit(lambda s: s.replace("X = 1.0", "X = 2.0"), "X -> 2")]),
+                  config=Config.load({"baseline_runs": 3}))
+    study.optimize(max_trials=1)
+    base, trial = study.trials
+    assert base.extra["disturbed"] == COLD                    # the first run built both, 6.5, and was measured again
+    assert base.values == (5.0, 5.0, 5.0)                     # without the header each warm run would be 5.5
+    assert trial.values == (2.0,) and trial.state == TrialState.KEEP
+    kept = list((compile_cache(Harness.load(ws)) / HEADERS).glob("torchinductor_*/precompiled_headers/p.h.gch"))
+    assert len(kept) == 1 and kept[0].read_text() == "header"     # as the first run left it, five runs later

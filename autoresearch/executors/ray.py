@@ -15,8 +15,9 @@ run left it (measurement.measure); a node that cannot see the driver's workspace
 would compile every trial from nothing, slower than the baseline's warm runs and so judged worse.
 A baseline run there returns its cache, the driver keeps it as the study's, and every later task
 carries it (once per node in the object store). Only the baseline's (the human's code's) cache is
-ever shipped: a trial's is the agent's output. A node keeps each study's copy (a few MB, named by
-its digest) in its temp folder.
+ever shipped: a trial's is the agent's output. A node keeps each study's copy (named by its digest) in
+its temp folder: a few MB of kernels, and on the CPU inductor's precompiled C++ header (about 150 MB,
+which every sandboxed run would otherwise build again: measurement.headers).
 """
 
 from __future__ import annotations
