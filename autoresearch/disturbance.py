@@ -2,7 +2,8 @@
 
 The runner records, over a run's whole process tree, the CPU seconds it got (RunResult.cpu_seconds)
 and the seconds its threads were ready to run but waited for a core (RunResult.wait_seconds, from
-the kernel's per-thread schedstat). The baseline's repeats are the reference of the run's kind.
+the kernel's per-thread schedstat), and the same while it trained: from its first progress line to
+its last (RunResult.judged; start-up and compiling are left out, where load costs a run nothing). The baseline's repeats are the reference of the run's kind.
 On NVIDIA GPUs it also records the GPU's utilisation over the run and whether a process outside
 the run's tree held a compute context on the run's GPU (GpuMeter, through NVML). Signs, any one enough:
 - its CPU share (CPU s per wall s) below `below` (Config `disturbed_below`, default 0.8) x the
@@ -112,12 +113,14 @@ class LoadCheck:
         if not self.below or (m.value is None and r.killed != "pruned") or r.seconds <= 0:
             return ""
         ref, wait_ref = self.reference(), self.wait_reference()
+        cpu, wait, wall = r.judged
+        while_ = " of training" if r.window_seconds and wall == r.window_seconds else ""
         if ref is not None and r.cpu_share < self.below * ref:
             return (f"got {r.cpu_share:.2f} CPU s per wall s, below {self.below:g} x the quiet runs' {ref:.2f} "
-                    f"({r.cpu_seconds:.1f} CPU s in {r.seconds:.1f} s)")
-        if wait_ref is not None and r.cpu_seconds >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
+                    f"({cpu:.1f} CPU s in {wall:.1f} s{while_})")
+        if wait_ref is not None and cpu >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
             return (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
-                    f"({r.wait_seconds:.1f} s waited, {r.cpu_seconds:.1f} CPU s in {r.seconds:.1f} s)")
+                    f"({wait:.1f} s waited, {cpu:.1f} CPU s in {wall:.1f} s{while_})")
         if r.gpu_util is None:
             return ""
         gpu_ref = self.gpu_reference()
@@ -267,6 +270,11 @@ class GpuMeter:
     @property
     def percent(self) -> float | None:
         return statistics.fmean(self.utils) if self.utils else None
+
+    def percent_of(self, start: int, end: int) -> float | None:
+        """The mean utilisation of samples start..end (while the run trained), or of all where that is fewer than two."""
+        part = self.utils[start:end]
+        return statistics.fmean(part) if len(part) >= 2 else self.percent
 
     @property
     def shared(self) -> float:

@@ -103,18 +103,35 @@ class RunResult:
     log_bytes: int = 0              # total bytes the command wrote (the log may hold fewer)
     cpu_seconds: float = 0.0        # user + system CPU seconds of the run's whole process tree
     wait_seconds: float = 0.0       # seconds its threads were ready to run but waited for a core
-    gpu_util: float | None = None   # mean utilisation (%) of its NVIDIA GPUs over the run; None: not measured
+    gpu_util: float | None = None   # mean utilisation (%) of its NVIDIA GPUs while it trained; None: not measured
     gpu_shared: float = 0.0         # fraction of the run another process held a context on its GPU
+    window_seconds: float = 0.0     # wall seconds from its first progress line to its last (0: fewer than two)
+    window_cpu: float = 0.0         # CPU seconds of its tree in that window
+    window_wait: float = 0.0        # seconds its threads waited for a core in that window
+
+    @property
+    def judged(self) -> tuple[float, float, float]:
+        """(CPU s, s waited for a core, wall s) its share is judged on (disturbance.py): while it trained, from its
+        first progress line to its last, where it printed them over WINDOW_MIN s or more; else the whole run. The
+        start-up is left out: a trial whose change misses the compile cache compiles for 15 s at about one core,
+        and a pruned run of it (stopped at 20% of a 20 s budget) then got 1.19 CPU s per wall s against the
+        quiet runs' 1.69, and was measured again, the whole budget, as disturbed (a cpu study, 2026-11-29).
+        Load then costs the run nothing: the harness's clock leaves its first steps out."""
+        if self.window_seconds >= WINDOW_MIN:
+            return self.window_cpu, self.window_wait, self.window_seconds
+        return self.cpu_seconds, self.wait_seconds, self.seconds
 
     @property
     def cpu_share(self) -> float:
-        """CPU seconds per wall second (0 where nothing was measured); see autoresearch/disturbance.py."""
-        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+        """CPU seconds per wall second while it trained (0 where nothing was measured); see disturbance.py."""
+        cpu, _, wall = self.judged
+        return cpu / wall if wall > 0 else 0.0
 
     @property
     def wait_ratio(self) -> float:
         """Seconds waited for a core per CPU second (about 0 on a quiet machine); see disturbance.py."""
-        return self.wait_seconds / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+        cpu, wait, _ = self.judged
+        return wait / cpu if cpu > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -132,6 +149,7 @@ class Progress:
     loss: float | None = None
     remaining: float | None = None
     fraction: float | None = None   # of the time budget, on a `progress: F loss: L` line only
+    points: int = 0                 # `progress:` lines so far
     stop: str = ""                  # why on_progress asked to stop the run (killed = "pruned")
 
 
@@ -190,6 +208,7 @@ class _Drain(threading.Thread):
             self.progress.step = int(m.group(1))
         m = _FRACTION.search(line)
         self.progress.fraction = float(m.group(1)) if m else None
+        self.progress.points += 1 if m else 0
         if self.on_progress:        # it may answer why the run must stop (pruning.Watch)
             self.progress.stop = self.on_progress(self.progress) or self.progress.stop
 
@@ -257,6 +276,10 @@ class _interrupts_deferred:
             signal.raise_signal(self.got[0])
 
 
+WINDOW_MIN = 0.25    # seconds: a shorter training window is judged by the whole run's share (RunResult.judged); the
+                     # marks read the CPU when they are taken, so a pruned run's tenth of a budget is long enough
+
+
 def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         env: dict | None = None, memory_limit_mb: float | None = None,
         max_log_bytes: int = 20 * 2**20, on_progress=None, on_start=None, preload: tuple[str, ...] = (),
@@ -291,8 +314,13 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
             meter, gpu = CpuMeter(proc.pid), GpuMeter.open(env)
+            points, marks = 0, []         # (wall, CPU s, wait s, GPU samples) at its first and last progress line
             while reap(proc, meter) is None:
                 now = time.monotonic()
+                if progress.points != points:
+                    points = progress.points
+                    meter.sample()
+                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0)]
                 if now - last_cpu >= 0.2:
                     last_cpu = now
                     meter.sample()
@@ -340,8 +368,10 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         code = 128 - code       # bubblewrap reports its command's death by signal N as 128 + N
     if not killed and code is not None and code < 0:
         killed = "signal"       # e.g. the kernel's OOM killer
+    (t0, cpu0, wait0, g0), (t1, cpu1, wait1, g1) = marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0)] * 2
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
                      log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),
-                     wait_seconds=round(meter.wait, 3), gpu_util=gpu.percent if gpu else None,
-                     gpu_shared=round(gpu.shared, 3) if gpu else 0.0)
+                     wait_seconds=round(meter.wait, 3), gpu_util=gpu.percent_of(g0, g1) if gpu else None,
+                     gpu_shared=round(gpu.shared, 3) if gpu else 0.0, window_seconds=round(t1 - t0, 3),
+                     window_cpu=round(cpu1 - cpu0, 3), window_wait=round(wait1 - wait0, 3))

@@ -70,6 +70,38 @@ def test_rule_reference_and_reruns():
     assert odd.reference() is None
 
 
+def test_a_run_is_judged_on_its_share_while_it_trained():
+    """Start-up and compiling are left out (RunResult.judged): a trial whose change misses the compile cache
+    spends 15 s compiling at about one core, which a short (pruned) run's whole share cannot hide."""
+    check = LoadCheck(below=0.8, reruns=1)
+    for cpu in (17.0, 18.0):
+        check.learn(_m(cpu, 10))                           # the quiet reference: 1.75 CPU s per wall s
+    compiled = runner.RunResult(0, False, 22.0, "", cpu_seconds=26.0, window_seconds=4.0, window_cpu=7.0)
+    assert compiled.cpu_share == pytest.approx(1.75)       # 7 CPU s in 4 s of training, not 26 in 22
+    assert check.disturbed(Measurement(TrialState.KEEP, 1.0, compiled)) == ""
+    starved = dataclasses.replace(compiled, window_cpu=4.0)    # 1.0 while it trained: other load took a core
+    why = check.disturbed(Measurement(TrialState.KEEP, 1.0, starved))
+    assert "got 1.00 CPU s per wall s" in why and "(4.0 CPU s in 4.0 s of training)" in why
+    short = dataclasses.replace(compiled, window_seconds=0.2, window_cpu=0.35)   # too short a window: the whole run
+    assert short.cpu_share == pytest.approx(26.0 / 22.0) and "below 0.8" in check.disturbed(
+        Measurement(TrialState.KEEP, 1.0, short))
+
+
+def test_the_runner_measures_the_window_between_the_first_and_last_progress_lines(tmp_path):
+    # a sleep (no CPU) before the first progress line and after the last, 1.2 CPU s of work between them
+    child = ("import time, sys\ntime.sleep(2)\nprint('progress: 0.10 loss: 5.0', flush=True)\ntime.sleep(0.5)\n"
+             "t = time.process_time()\nwhile time.process_time() - t < 1.2: pass\n"
+             "print('progress: 0.90 loss: 4.0', flush=True)\ntime.sleep(2)\n")
+    r = runner.run([sys.executable, "-c", child], tmp_path, 600, tmp_path / "log")
+    assert r.ok and r.window_seconds > 0
+    assert r.window_seconds <= r.seconds - 4.0             # both sleeps are outside it
+    assert r.window_cpu >= 1.0 and r.window_cpu <= r.cpu_seconds
+    assert r.judged == (r.window_cpu, r.window_wait, r.window_seconds)
+    assert r.cpu_share > r.cpu_seconds / r.seconds          # the sleeps no longer dilute it
+    quiet = runner.run([sys.executable, "-c", "print('progress: 0.10 loss: 5.0')"], tmp_path, 600, tmp_path / "q")
+    assert quiet.window_seconds == 0.0 and quiet.judged == (quiet.cpu_seconds, quiet.wait_seconds, quiet.seconds)
+
+
 def test_a_run_that_waited_for_cores_is_disturbed_though_its_threads_spun():
     # spinning threads keep the CPU share up (18 CPU s in 10 s as quiet) but wait for a core meanwhile
     check = LoadCheck(below=0.8, reruns=1)
