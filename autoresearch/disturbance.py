@@ -3,7 +3,8 @@
 The runner records, over a run's whole process tree, the CPU seconds it got (RunResult.cpu_seconds)
 and the seconds its threads were ready to run but waited for a core (RunResult.wait_seconds, from
 the kernel's per-thread schedstat), and the same while it trained: from its first progress line to
-its last (RunResult.judged; start-up and compiling are left out, where load costs a run nothing). The baseline's repeats are the reference of the run's kind.
+its last (RunResult.judged; start-up and compiling are left out, where load costs a run nothing).
+The baseline's repeats are the reference of the run's kind.
 On NVIDIA GPUs it also records the GPU's utilisation over the run and whether a process outside
 the run's tree held a compute context on the run's GPU (GpuMeter, through NVML). Signs, any one enough:
 - its CPU share (CPU s per wall s) below `below` (Config `disturbed_below`, default 0.8) x the
@@ -15,6 +16,13 @@ the run's tree held a compute context on the run's GPU (GpuMeter, through NVML).
 - on a GPU: its mean utilisation below `below` x the reference median (the GPU idled: the run was
   starved of CPU or I/O), or another process on its GPU during more than SHARED_FLOOR of the run
   while the quiet runs had it alone.
+
+The CPU signs need evidence of the load: other processes must have used OTHERS_MIN CPU s per wall s
+or more of the cores the run may use (Linux: /proc/stat's busy time there, less the run's own CPU).
+A run is the agent's code, rewarded for a lower number, and it sees its own loss as it trains: without
+this, one that slept or ran more threads than cores whenever its loss looked poor got measured again,
+up to `reruns` times, and the study judged its luckiest draw. A run that starves itself is judged
+as it ran. (The GPU signs are left as they are: NVML shows another process on the GPU directly.)
 
 A disturbed run is measured again, up to `reruns` times (Config `disturbed_reruns`, default 2); if
 every try was disturbed, the last one is judged and the trial carries a note saying so. The rule
@@ -40,6 +48,7 @@ MIN_CPU = 0.5          # CPU seconds: below this a run's share is sampler noise,
 WAIT_FACTOR = 2.0      # a run waiting for cores this many times as long (per CPU s) as the reference...
 WAIT_FLOOR = 0.5       # ...and this many seconds per CPU s more is disturbed
 SHARED_FLOOR = 0.25    # another process on the run's GPU for more than this fraction of its samples
+OTHERS_MIN = 0.25      # CPU s per wall s other processes must have taken on a run's cores for it to be disturbed
 
 
 COLD = "compiled with no compile cache yet; the runs after it start warm"
@@ -113,14 +122,21 @@ class LoadCheck:
         if not self.below or (m.value is None and r.killed != "pruned") or r.seconds <= 0:
             return ""
         ref, wait_ref = self.reference(), self.wait_reference()
-        cpu, wait, wall = r.judged
+        cpu, wait, wall, others = r.judged
         while_ = " of training" if r.window_seconds and wall == r.window_seconds else ""
+        why = ""
         if ref is not None and r.cpu_share < self.below * ref:
-            return (f"got {r.cpu_share:.2f} CPU s per wall s, below {self.below:g} x the quiet runs' {ref:.2f} "
-                    f"({cpu:.1f} CPU s in {wall:.1f} s{while_})")
-        if wait_ref is not None and cpu >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
-            return (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
-                    f"({wait:.1f} s waited, {cpu:.1f} CPU s in {wall:.1f} s{while_})")
+            why = (f"got {r.cpu_share:.2f} CPU s per wall s, below {self.below:g} x the quiet runs' {ref:.2f} "
+                   f"({cpu:.1f} CPU s in {wall:.1f} s{while_}")
+        elif wait_ref is not None and cpu >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
+            why = (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
+                   f"({wait:.1f} s waited, {cpu:.1f} CPU s in {wall:.1f} s{while_}")
+        if why and others is not None:      # the evidence: other processes on its cores (None: not measured)
+            if others < OTHERS_MIN * wall:
+                return ""                   # it starved itself (slept, or ran more threads than cores)
+            why += f"; other processes took {others:.1f} CPU s of its cores"
+        if why:
+            return why + ")"
         if r.gpu_util is None:
             return ""
         gpu_ref = self.gpu_reference()
@@ -185,10 +201,12 @@ class CpuMeter:
         self.reaped = 0.0
         self.pids: list[int] = []    # the tree at the last sample
         self.offset = self.wait_offset = 0.0   # what a spare interpreter (warm.py) spent before this run
+        self.busy: float | None = None         # CPU seconds every process spent on the cores the run may use
         self.sample()
         self.offset, self.wait_offset = sum(self.seen.values()), sum(self.waits.values())
 
     def sample(self) -> None:
+        self.busy = busy(self.proc_root)
         try:
             import psutil
             leader = psutil.Process(self.pid)
@@ -279,6 +297,20 @@ class GpuMeter:
     @property
     def shared(self) -> float:
         return sum(self.others) / len(self.others) if self.others else 0.0
+
+
+def busy(proc_root: str = "/proc") -> float | None:
+    """CPU seconds the cores this process may use (its affinity: a run's) have spent busy since boot, whoever ran
+    on them (Linux: /proc/stat, in clock ticks), or None where unknown. Its rise over a run, less the run's own
+    CPU, is what other processes took there: the evidence a disturbed run must show (LoadCheck.disturbed)."""
+    try:
+        cores = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        with open(os.path.join(proc_root, "stat")) as f:
+            rows = [line.split() for line in f if line.startswith("cpu")]
+        ticks = sum(sum(int(v) for i, v in enumerate(r[1:9]) if i not in (3, 4)) for r in rows if r[0] in cores)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def waited(pid: int, proc_root: str = "/proc") -> float:

@@ -108,29 +108,32 @@ class RunResult:
     window_seconds: float = 0.0     # wall seconds from its first progress line to its last (0: fewer than two)
     window_cpu: float = 0.0         # CPU seconds of its tree in that window
     window_wait: float = 0.0        # seconds its threads waited for a core in that window
+    others: float | None = None     # CPU s other processes used on its cores over the run (None: not measured)
+    window_others: float | None = None   # ... in the window
 
     @property
-    def judged(self) -> tuple[float, float, float]:
-        """(CPU s, s waited for a core, wall s) its share is judged on (disturbance.py): while it trained, from its
+    def judged(self) -> tuple[float, float, float, float | None]:
+        """(CPU s, s waited for a core, wall s, other processes' CPU s on its cores) its share is judged on
+        (disturbance.py): while it trained, from its
         first progress line to its last, where it printed them over WINDOW_MIN s or more; else the whole run. The
         start-up is left out: a trial whose change misses the compile cache compiles for 15 s at about one core,
         and a pruned run of it (stopped at 20% of a 20 s budget) then got 1.19 CPU s per wall s against the
         quiet runs' 1.69, and was measured again, the whole budget, as disturbed (a cpu study, 2026-11-29).
         Load then costs the run nothing: the harness's clock leaves its first steps out."""
         if self.window_seconds >= WINDOW_MIN:
-            return self.window_cpu, self.window_wait, self.window_seconds
-        return self.cpu_seconds, self.wait_seconds, self.seconds
+            return self.window_cpu, self.window_wait, self.window_seconds, self.window_others
+        return self.cpu_seconds, self.wait_seconds, self.seconds, self.others
 
     @property
     def cpu_share(self) -> float:
         """CPU seconds per wall second while it trained (0 where nothing was measured); see disturbance.py."""
-        cpu, _, wall = self.judged
+        cpu, _, wall, _ = self.judged
         return cpu / wall if wall > 0 else 0.0
 
     @property
     def wait_ratio(self) -> float:
         """Seconds waited for a core per CPU second (about 0 on a quiet machine); see disturbance.py."""
-        cpu, wait, _ = self.judged
+        cpu, wait, _, _ = self.judged
         return wait / cpu if cpu > 0 else 0.0
 
     @property
@@ -314,13 +317,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
             meter, gpu = CpuMeter(proc.pid), GpuMeter.open(env)
-            points, marks = 0, []         # (wall, CPU s, wait s, GPU samples) at its first and last progress line
+            points, marks = 0, []         # (wall, CPU s, wait s, GPU samples, busy) at its first and last progress line
+            busy0 = meter.busy
             while reap(proc, meter) is None:
                 now = time.monotonic()
                 if progress.points != points:
                     points = progress.points
                     meter.sample()
-                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0)]
+                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0, meter.busy)]
                 if now - last_cpu >= 0.2:
                     last_cpu = now
                     meter.sample()
@@ -368,10 +372,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         code = 128 - code       # bubblewrap reports its command's death by signal N as 128 + N
     if not killed and code is not None and code < 0:
         killed = "signal"       # e.g. the kernel's OOM killer
-    (t0, cpu0, wait0, g0), (t1, cpu1, wait1, g1) = marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0)] * 2
+    (t0, cpu0, wait0, g0, b0), (t1, cpu1, wait1, g1, b1) = marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0, None)] * 2
+    meter.sample()
+    others = None if busy0 is None or meter.busy is None else round(max(0.0, meter.busy - busy0 - meter.seconds), 3)
+    window_others = None if b0 is None or b1 is None else round(max(0.0, b1 - b0 - (cpu1 - cpu0)), 3)
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
                      log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),
                      wait_seconds=round(meter.wait, 3), gpu_util=gpu.percent_of(g0, g1) if gpu else None,
                      gpu_shared=round(gpu.shared, 3) if gpu else 0.0, window_seconds=round(t1 - t0, 3),
-                     window_cpu=round(cpu1 - cpu0, 3), window_wait=round(wait1 - wait0, 3))
+                     window_cpu=round(cpu1 - cpu0, 3), window_wait=round(wait1 - wait0, 3), others=others,
+                     window_others=window_others)

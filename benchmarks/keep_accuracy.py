@@ -154,8 +154,11 @@ def hog_pools(budget, runs, change):
                 if hog:
                     hog.stop()
             why = check.disturbed(m)
+            cpu, _, wall, others = m.result.judged
             print(f"  {label} run {i}{' (hog)' if hogged else ''}: {m.state.value} {m.value} cpu {m.cpu_seconds:.1f} s "
-                  f"in {m.result.seconds:.1f} s{' DISTURBED' if why else ''}", flush=True)
+                  f"in {m.result.seconds:.1f} s; training {cpu:.1f} CPU s in {wall:.1f} s, other processes "
+                  f"{'-' if others is None else format(others / max(wall, 1e-9), '.2f')} CPU s per s"
+                  f"{' DISTURBED' if why else ''}", flush=True)
             if m.value is not None:
                 rows.append((label, hogged, m.value, bool(why)))
     train.write_text(original)

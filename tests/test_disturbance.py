@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 
 import pytest
@@ -96,10 +97,42 @@ def test_the_runner_measures_the_window_between_the_first_and_last_progress_line
     assert r.ok and r.window_seconds > 0
     assert r.window_seconds <= r.seconds - 4.0             # both sleeps are outside it
     assert r.window_cpu >= 1.0 and r.window_cpu <= r.cpu_seconds
-    assert r.judged == (r.window_cpu, r.window_wait, r.window_seconds)
+    assert r.judged == (r.window_cpu, r.window_wait, r.window_seconds, r.window_others)
     assert r.cpu_share > r.cpu_seconds / r.seconds          # the sleeps no longer dilute it
     quiet = runner.run([sys.executable, "-c", "print('progress: 0.10 loss: 5.0')"], tmp_path, 600, tmp_path / "q")
-    assert quiet.window_seconds == 0.0 and quiet.judged == (quiet.cpu_seconds, quiet.wait_seconds, quiet.seconds)
+    assert quiet.window_seconds == 0.0 and quiet.judged == (quiet.cpu_seconds, quiet.wait_seconds, quiet.seconds, quiet.others)
+
+
+def test_a_run_that_starved_itself_is_judged_as_it_ran():
+    """The CPU signs need other processes on the run's cores (/proc/stat's busy time there, less its own CPU): a
+    run is the agent's code, and one that slept whenever its loss looked poor would otherwise be measured again
+    until it drew a lucky one."""
+    check = LoadCheck(below=0.8, reruns=2)
+    for cpu in (17.0, 18.0):
+        check.learn(_m(cpu, 10))
+    slept = runner.RunResult(0, False, 10.0, "", cpu_seconds=5.0, others=0.4)      # 0.04 CPU s per s of others
+    assert check.disturbed(Measurement(TrialState.KEEP, 1.0, slept)) == ""
+    assert check.measure(lambda: Measurement(TrialState.KEEP, 1.0, slept)).result is slept
+    assert check.take_note() == {}                                                # not re-run
+    spun = dataclasses.replace(slept, cpu_seconds=17.5, wait_seconds=30.0)        # more threads than cores: its own wait
+    assert check.disturbed(Measurement(TrialState.KEEP, 1.0, spun)) == ""
+    hogged = dataclasses.replace(slept, others=9.0)
+    why = check.disturbed(Measurement(TrialState.KEEP, 1.0, hogged))
+    assert "below 0.8" in why and "other processes took 9.0 CPU s of its cores" in why
+    unknown = dataclasses.replace(slept, others=None)                             # no /proc/stat: as before
+    assert "below 0.8" in check.disturbed(Measurement(TrialState.KEEP, 1.0, unknown))
+
+
+def test_the_meter_sees_other_processes_on_the_runs_cores(tmp_path):
+    # a busy process outside the run's tree, the whole time the run sleeps: its CPU is the others'
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        r = runner.run([sys.executable, "-c", "import time; time.sleep(2)"], tmp_path, 600, tmp_path / "log")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert r.ok and r.others is not None and r.others >= 0.5      # about 2 CPU s of the hog's, at most 4 (2 cores)
+    assert r.others <= r.seconds * len(os.sched_getaffinity(0))
 
 
 def test_a_run_that_waited_for_cores_is_disturbed_though_its_threads_spun():
@@ -143,14 +176,21 @@ def test_a_starved_run_is_re_run_not_judged(tmp_path):
     git(ws, "commit", "-qam", "a harness that computes")
     starved = edit(lambda s: s.replace('MODE = "ok"', 'MODE = "sleep"').replace("X = 1.0", "X = 3.0"),
                    "X -> 3 (its run starved of CPU)")
-    agent = ScriptedAgent([starved])
+    hogs = []        # the load that starves it: a busy process outside its tree, started as the trial is proposed
+    agent = ScriptedAgent([starved], on_propose=lambda context: hogs.append(subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"])))
     cfg = Config.load({"baseline_runs": 2, "disturbed_below": 0.3, "disturbed_reruns": 1})
     study = Study(ws, agent=agent, config=cfg)
-    study.optimize(max_trials=1)
+    try:
+        study.optimize(max_trials=1)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     base, trial = study.trials
     assert len(base.extra["cpu_shares"]) == 2               # the quiet reference, kept for a resume
     assert trial.extra["disturbed_runs"] == 2               # measured, then once again, both starved
-    assert "below 0.3" in trial.extra["disturbed"]
+    assert "below 0.3" in trial.extra["disturbed"] and "other processes took" in trial.extra["disturbed"]
     again = Study(ws, agent=ScriptedAgent([]), config=cfg)
     again.reconcile()
     assert again.load.reference() == pytest.approx(study.load.reference(), rel=1e-3)
