@@ -42,6 +42,13 @@ ended the trial sooner, the runs it spares (the best's re-runs beside them too) 
 seconds. It prints trials per hour with both rules, each alone, and a keep either would have lost, and
 what a rule that knew each trial's verdict would give: every discard stopped at the first judged point
 of its first run (the one-run trials alone, and close calls too): the most any pruning rule can save.
+
+    python benchmarks/pruning.py --study builtin ... --rules-on --save LIVE.json --against SAVED.json
+
+`--rules-on` runs the study as a user's runs, pruning and futility on, live: what the replay cannot see
+(a pruned run's kill, its disturbance check, the proposals that follow a pruned trial) happens for real.
+It prints the trials' wall seconds, trials per hour, pruned trials, runs measured again as disturbed, keeps
+and the best's gain, beside a saved study of the same start and seed run with the rules off (--against).
 """
 
 from __future__ import annotations
@@ -220,7 +227,9 @@ def _study(args, ws, tag: str) -> dict:
     from benchmarks.search import agent_for, detune, start_values
     detune(Workspace(ws.root, tag=tag), start_values(args.start, _package_file("train.py")))
     table = dict(Harness.load(ws.root).section("study"))
-    table.update(seed=args.seed, prune=False, futility=0.0, search="tree" if args.study == "tree" else "greedy")
+    table.update(seed=args.seed, search="tree" if args.study == "tree" else "greedy")
+    if not args.rules_on:
+        table.update(prune=False, futility=0.0)
     study = Study(ws.root, tag=tag, agent=agent_for(args.study), config=C.load(table, environ={}))
     study.optimize(max_trials=args.trials)
     best_of, comparable, best = {}, {}, None    # by trial number: the best when it ran (greedy: the last keep
@@ -232,7 +241,7 @@ def _study(args, ws, tag: str) -> dict:
         if t.state.value == "keep":
             best = t
     return {"meta": {"profile": args.profile, "budget": args.budget, "start": args.start, "study": args.study,
-                     "seed": args.seed, "trials": args.trials},
+                     "seed": args.seed, "trials": args.trials, "live": bool(args.rules_on)},
             "trials": [t.to_dict() for t in study.trials], "best_of": best_of, "comparable": comparable}
 
 
@@ -344,6 +353,9 @@ def study_main(args, t0):
         if args.save:
             Path(args.save).write_text(json.dumps(data))
     m = data["meta"]
+    if m.get("live"):
+        live_main(args, data, t0)
+        return
     print(f"\nstudy: {m['study']}, seed {m['seed']}, {m['trials']} trials, profile {m['profile']}, budget {m['budget']:g} s"
           f"{', from ' + m['start'] if m['start'] else ''}; pruning and futility off, the rules replayed (sigma "
           f"{args.sigma:g}, floor {args.floor:g}, after {args.after:g}; futility {args.futility:g})")
@@ -391,6 +403,42 @@ def study_main(args, t0):
           f"{(time.monotonic() - t0) / 60:.1f} min, load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
+def live_summary(data: dict) -> dict:
+    """A study's trials after its baseline, as they ran: wall seconds, pruned ones, runs measured again as
+    disturbed, keeps, and the best's gain over the baseline."""
+    from autoresearch.trial import Trial
+    trials = [Trial.from_dict(d) for d in data["trials"]]
+    base, rest = trials[0], [t for t in trials if t.kind != "baseline"]
+    best = min((t.value for t in trials if t.state.value == "keep" and t.value is not None), default=base.value)
+    return {"n": len(rest), "wall": sum(t.ended - t.started for t in rest),
+            "pruned": sum(t.reason.startswith("pruned at ") for t in rest),
+            "disturbed": sum(int((t.extra or {}).get("disturbed_runs") or 0) for t in rest),
+            "keeps": sum(t.state.value == "keep" for t in rest), "gain": best / base.value - 1}
+
+
+def live_main(args, data, t0):
+    """--rules-on: the study ran with its rules on (pruning, futility), as a user's does; beside it, with --against,
+    a saved study of the same start and seed run with them off (by this script without --rules-on)."""
+    m = data["meta"]
+    rows = [("rules on (live)", live_summary(data))]
+    if args.against:
+        rows.append(("rules off (saved)", live_summary(json.loads(Path(args.against).read_text()))))
+    print(f"\nstudy: {m['study']}, seed {m['seed']}, profile {m['profile']}, budget {m['budget']:g} s"
+          f"{', from ' + m['start'] if m['start'] else ''}")
+    print(f"{'':18} {'trials':>6} {'wall s':>7} {'s a trial':>9} {'trials/h':>8} {'pruned':>6} {'disturbed':>9} "
+          f"{'keeps':>5} {'best vs baseline':>16}")
+    for label, r in rows:
+        print(f"{label:18} {r['n']:>6} {r['wall']:>7.0f} {r['wall'] / max(1, r['n']):>9.1f} "
+              f"{3600 * r['n'] / max(r['wall'], 1e-9):>8.1f} {r['pruned']:>6} {r['disturbed']:>9} {r['keeps']:>5} "
+              f"{r['gain']:>+16.2%}")
+    if len(rows) == 2:
+        on, off = rows[0][1], rows[1][1]
+        print(f"\ntrials per hour, live: {(on['n'] / on['wall']) / (off['n'] / off['wall']):.2f}x (the two studies "
+              f"drew their own trials after the first that differed; the saved one may predate changes to the tool)")
+    print(f"took {(time.monotonic() - t0) / 60:.1f} min, load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu", help="cpu (default) or smoke")
@@ -417,6 +465,9 @@ def main():
     ap.add_argument("--study", choices=("builtin", "random", "tree"),
                     help="measure a real study of this strategy with pruning off and replay the rule on it")
     ap.add_argument("--trials", type=int, default=20, help="--study: its trials")
+    ap.add_argument("--rules-on", action="store_true", help="--study: run it with the study's rules on (pruning, "
+                    "futility) and report what it did, instead of replaying them on a study run without")
+    ap.add_argument("--against", help="--rules-on: a saved study (--save, without --rules-on) to print beside it")
     args = ap.parse_args()
     t0 = time.monotonic()
     print(f"pruning benchmark: {'profile ' + args.profile + ', budget ' + format(args.budget, 'g') + ' s, ' if not args.load else ''}"
