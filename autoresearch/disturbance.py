@@ -131,10 +131,9 @@ class LoadCheck:
         elif wait_ref is not None and cpu >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
             why = (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
                    f"({wait:.1f} s waited, {cpu:.1f} CPU s in {wall:.1f} s{while_}")
-        if why and others is not None:      # the evidence: other processes on its cores (None: not measured)
-            if others < OTHERS_MIN * wall:
-                return ""                   # it starved itself (slept, or ran more threads than cores)
-            why += f"; other processes took {others:.1f} CPU s of its cores"
+        if why and others is not None:      # the evidence: other processes on its cores (None: not measured);
+            # without it the run starved itself (slept, or ran more threads than cores): no CPU sign
+            why = f"{why}; other processes took {others:.1f} CPU s of its cores" if others >= OTHERS_MIN * wall else ""
         if why:
             return why + ")"
         if r.gpu_util is None:

@@ -121,6 +121,11 @@ def test_a_run_that_starved_itself_is_judged_as_it_ran():
     assert "below 0.8" in why and "other processes took 9.0 CPU s of its cores" in why
     unknown = dataclasses.replace(slept, others=None)                             # no /proc/stat: as before
     assert "below 0.8" in check.disturbed(Measurement(TrialState.KEEP, 1.0, unknown))
+    gpu = LoadCheck(below=0.8)                                                    # the GPU signs are still asked
+    for cpu in (17.0, 18.0):
+        gpu.learn(Measurement(TrialState.KEEP, 1.0, runner.RunResult(0, False, 10.0, "", cpu_seconds=cpu, gpu_util=90.0)))
+    shared = dataclasses.replace(slept, gpu_util=90.0, gpu_shared=0.9)
+    assert "another process used its GPU during 90%" in gpu.disturbed(Measurement(TrialState.KEEP, 1.0, shared))
 
 
 def test_the_meter_sees_other_processes_on_the_runs_cores(tmp_path):
