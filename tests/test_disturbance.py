@@ -21,6 +21,7 @@ from tests.fakes import SANDBOXED, ScriptedAgent, compiling, edit, make_fake_wor
 
 BUSY = "import time\nwhile time.process_time() < 1.2: pass\n"        # 1.2 CPU s, however long that takes
 SLEEPY = "import time\ntime.sleep(1.5)\n"                             # ~0 CPU s
+HOG = [sys.executable, "-c", "while True: pass"]    # a busy process outside a run's tree: other load on its cores
 
 
 def test_runner_counts_the_cpu_of_the_whole_tree(tmp_path):
@@ -130,7 +131,7 @@ def test_a_run_that_starved_itself_is_judged_as_it_ran():
 
 def test_the_meter_sees_other_processes_on_the_runs_cores(tmp_path):
     # a busy process outside the run's tree, the whole time the run sleeps: its CPU is the others'
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    hog = subprocess.Popen(HOG)
     try:
         r = runner.run([sys.executable, "-c", "import time; time.sleep(2)"], tmp_path, 600, tmp_path / "log")
     finally:
@@ -182,8 +183,7 @@ def test_a_starved_run_is_re_run_not_judged(tmp_path):
     starved = edit(lambda s: s.replace('MODE = "ok"', 'MODE = "sleep"').replace("X = 1.0", "X = 3.0"),
                    "X -> 3 (its run starved of CPU)")
     hogs = []        # the load that starves it: a busy process outside its tree, started as the trial is proposed
-    agent = ScriptedAgent([starved], on_propose=lambda context: hogs.append(subprocess.Popen(
-        [sys.executable, "-c", "while True: pass"])))
+    agent = ScriptedAgent([starved], on_propose=lambda context: hogs.append(subprocess.Popen(HOG)))
     cfg = Config.load({"baseline_runs": 2, "disturbed_below": 0.3, "disturbed_reruns": 1})
     study = Study(ws, agent=agent, config=cfg)
     try:
@@ -288,7 +288,8 @@ def test_a_pruned_run_is_checked_for_disturbance_too():
 def test_a_starved_baseline_run_is_measured_again_not_kept(tmp_path):
     """The baseline's runs are the reference, so no quiet run stood before them: one that other load starved
     (here the first, which sleeps instead of computing and scores worse, as a run that got half its steps
-    does) is found by the quiet rest once all are in, and measured again; its value never enters the noise."""
+    does, beside a hog: the evidence that the load was not its own) is found by the quiet rest once all are
+    in, and measured again; its value never enters the noise."""
     ws = make_fake_workspace(tmp_path / "ws")
     train = ws / "train.py"
     block = ('if os.environ.get("AUTORESEARCH_SEED_OFFSET") == "0":\n    time.sleep(1.5); value += 5.0\nelse:\n'
@@ -298,10 +299,16 @@ def test_a_starved_baseline_run_is_measured_again_not_kept(tmp_path):
     git(ws, "commit", "-qam", "a harness whose first run is starved")
     cfg = Config.load({"baseline_runs": 3, "disturbed_below": 0.3, "disturbed_reruns": 1})
     study = Study(ws, agent=ScriptedAgent([edit(lambda s: s.replace("X = 1.0", "X = 2.0"), "X -> 2")]), config=cfg)
-    study.optimize(max_trials=1)
+    hog = subprocess.Popen(HOG)         # the whole study: the computing runs keep a core each, the sleeper none
+    try:
+        study.optimize(max_trials=1)
+    finally:
+        hog.kill()
+        hog.wait()
     base, trial = study.trials
     assert base.values == (5.0, 5.0, 5.0)                     # the starved run's 10.0 is not among them
     assert base.extra["disturbed_runs"] == 1 and "below 0.3" in base.extra["disturbed"]
+    assert "other processes took" in base.extra["disturbed"]
     assert trial.state == TrialState.KEEP                     # the judge sees the real noise (0 here), not 2.9
     logs = sorted(p.name for p in (ws / ".autoresearch" / "logs").glob("*-0*.log") if "score" not in p.name
                   and "holdout" not in p.name)
