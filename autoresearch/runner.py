@@ -23,7 +23,7 @@ from pathlib import Path
 
 from autoresearch import warm
 from autoresearch.processes import dies_with_us, kill_group
-from autoresearch.disturbance import CpuMeter, GpuMeter, reap
+from autoresearch.disturbance import CpuMeter, GpuMeter, busy, reap
 
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
@@ -321,15 +321,14 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
             busy0 = meter.busy
             while reap(proc, meter) is None:
                 now = time.monotonic()
-                if progress.points != points:
-                    points = progress.points
-                    meter.sample()
-                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0, meter.busy)]
-                if now - last_cpu >= 0.2:
+                if now - last_cpu >= 0.2 or progress.points != points:      # (a progress line: sampled now)
                     last_cpu = now
                     meter.sample()
                     if gpu is not None:
                         gpu.sample(meter.pids)
+                if progress.points != points:
+                    points = progress.points
+                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0, meter.busy)]
                 if now - start > timeout or progress.stop:
                     killed = "pruned" if progress.stop else "timeout"
                     break
@@ -373,8 +372,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
     if not killed and code is not None and code < 0:
         killed = "signal"       # e.g. the kernel's OOM killer
     (t0, cpu0, wait0, g0, b0), (t1, cpu1, wait1, g1, b1) = marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0, None)] * 2
-    meter.sample()
-    others = None if busy0 is None or meter.busy is None else round(max(0.0, meter.busy - busy0 - meter.seconds), 3)
+    busy1 = busy()      # (the tree is gone: only the cores' busy time is left to read)
+    others = None if busy0 is None or busy1 is None else round(max(0.0, busy1 - busy0 - meter.seconds), 3)
     window_others = None if b0 is None or b1 is None else round(max(0.0, b1 - b0 - (cpu1 - cpu0)), 3)
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,

@@ -92,6 +92,7 @@ def _study(args, headers) -> tuple[float, float, int, int]:
             and not p.name.endswith((".score.log", ".holdout.log"))]     # every run after the baseline's
     return wall, training, len(trials), len(runs)
 
+
 def score_seconds(root, trial) -> float:
     """Wall seconds of the trial's protected re-scores, from their logs' timestamps (start to last write)."""
     total = 0.0
