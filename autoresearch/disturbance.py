@@ -18,11 +18,14 @@ the run's tree held a compute context on the run's GPU (GpuMeter, through NVML).
   while the quiet runs had it alone.
 
 The CPU signs need evidence of the load: other processes must have used OTHERS_MIN CPU s per wall s
-or more of the cores the run may use (Linux: /proc/stat's busy time there, less the run's own CPU).
+or more of the cores the run may use (Linux: /proc/stat's busy time there, less the run's own CPU and the
+tool's: own_cpu()).
 A run is the agent's code, rewarded for a lower number, and it sees its own loss as it trains: without
 this, one that slept or ran more threads than cores whenever its loss looked poor got measured again,
 up to `reruns` times, and the study judged its luckiest draw. A run that starves itself is judged
-as it ran. (The GPU signs are left as they are: NVML shows another process on the GPU directly.)
+as it ran. The GPU's idling needs the same evidence (a run that sleeps idles its GPU as well; what starves
+a GPU from outside is load on the CPU that feeds it, or another process on the GPU, which is a sign of its
+own: NVML shows that process directly, outside the run's tree).
 
 A disturbed run is measured again, up to `reruns` times (Config `disturbed_reruns`, default 2); if
 every try was disturbed, the last one is judged and the trial carries a note saying so. The rule
@@ -131,17 +134,18 @@ class LoadCheck:
         elif wait_ref is not None and cpu >= MIN_CPU and r.wait_ratio > WAIT_FACTOR * wait_ref + WAIT_FLOOR:
             why = (f"waited {r.wait_ratio:.2f} s for a core per CPU s, the quiet runs {wait_ref:.2f} "
                    f"({wait:.1f} s waited, {cpu:.1f} CPU s in {wall:.1f} s{while_}")
-        if why and others is not None:      # the evidence: other processes on its cores (None: not measured);
-            # without it the run starved itself (slept, or ran more threads than cores): no CPU sign
-            why = f"{why}; other processes took {others:.1f} CPU s of its cores" if others >= OTHERS_MIN * wall else ""
-        if why:
-            return why + ")"
+        # the evidence: other processes on its cores (None: not measured); without it the run starved itself
+        # (slept, or ran more threads than cores): no CPU sign, and no GPU idling either
+        evidence = others is None or others >= OTHERS_MIN * wall
+        took = f"; other processes took {others:.1f} CPU s of its cores" if others is not None else ""
+        if why and evidence:
+            return f"{why}{took})"
         if r.gpu_util is None:
             return ""
         gpu_ref = self.gpu_reference()
-        if gpu_ref is not None and r.gpu_util < self.below * gpu_ref:
+        if gpu_ref is not None and r.gpu_util < self.below * gpu_ref and evidence:
             return (f"its GPU was busy {r.gpu_util:.0f}% of the run, below {self.below:g} x the quiet runs' "
-                    f"{gpu_ref:.0f}%")
+                    f"{gpu_ref:.0f}%{took}")
         quiet = len(self.shared) >= 2 and statistics.median(self.shared) <= SHARED_FLOOR / 2
         if quiet and r.gpu_shared > SHARED_FLOOR:
             return (f"another process used its GPU during {r.gpu_shared:.0%} of the run "
@@ -201,11 +205,12 @@ class CpuMeter:
         self.pids: list[int] = []    # the tree at the last sample
         self.offset = self.wait_offset = 0.0   # what a spare interpreter (warm.py) spent before this run
         self.busy: float | None = None         # CPU seconds every process spent on the cores the run may use
+        self.own = 0.0                         # ... and the tool's own process (own_cpu), read beside it
         self.sample()
         self.offset, self.wait_offset = sum(self.seen.values()), sum(self.waits.values())
 
     def sample(self) -> None:
-        self.busy = busy(self.proc_root)
+        self.busy, self.own = busy(self.proc_root), own_cpu()
         try:
             import psutil
             leader = psutil.Process(self.pid)
@@ -310,6 +315,15 @@ def busy(proc_root: str = "/proc") -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds this process (the tool, every thread of it) has used. What it spends while a run runs is on
+    the run's behalf: copying its output to the log, sampling its process tree, sizing what it wrote. So it is
+    not other load, and the runner leaves it out of the others' CPU: a run that flooded its output kept the
+    tool's drain thread busy (about a core), and that counted as the evidence a disturbed run must show."""
+    t = os.times()
+    return t.user + t.system
 
 
 def waited(pid: int, proc_root: str = "/proc") -> float:

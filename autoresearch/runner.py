@@ -23,7 +23,7 @@ from pathlib import Path
 
 from autoresearch import warm
 from autoresearch.processes import dies_with_us, kill_group
-from autoresearch.disturbance import CpuMeter, GpuMeter, busy, reap
+from autoresearch.disturbance import CpuMeter, GpuMeter, busy, own_cpu, reap
 
 # Never handed to the training process: anything that looks like a credential.
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
@@ -317,8 +317,8 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                 on_start(proc.pid)          # the process group id too: the study records it for resume
             drain.start()
             meter, gpu = CpuMeter(proc.pid), GpuMeter.open(env)
-            points, marks = 0, []         # (wall, CPU s, wait s, GPU samples, busy) at its first and last progress line
-            busy0 = meter.busy
+            points, marks = 0, []         # (wall, CPU s, wait s, GPU samples, busy, the tool's CPU) at its first and last progress line
+            busy0, own0 = meter.busy, meter.own
             while reap(proc, meter) is None:
                 now = time.monotonic()
                 if now - last_cpu >= 0.2 or progress.points != points:      # (a progress line: sampled now)
@@ -328,7 +328,7 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
                         gpu.sample(meter.pids)
                 if progress.points != points:
                     points = progress.points
-                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0, meter.busy)]
+                    marks[1:] = [(now, meter.seconds, meter.wait, len(gpu.utils) if gpu else 0, meter.busy, meter.own)]
                 if now - start > timeout or progress.stop:
                     killed = "pruned" if progress.stop else "timeout"
                     break
@@ -371,10 +371,12 @@ def run(argv: list[str], cwd: str | Path, timeout: float, log_path: str | Path,
         code = 128 - code       # bubblewrap reports its command's death by signal N as 128 + N
     if not killed and code is not None and code < 0:
         killed = "signal"       # e.g. the kernel's OOM killer
-    (t0, cpu0, wait0, g0, b0), (t1, cpu1, wait1, g1, b1) = marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0, None)] * 2
-    busy1 = busy()      # (the tree is gone: only the cores' busy time is left to read)
-    others = None if busy0 is None or busy1 is None else round(max(0.0, busy1 - busy0 - meter.seconds), 3)
-    window_others = None if b0 is None or b1 is None else round(max(0.0, b1 - b0 - (cpu1 - cpu0)), 3)
+    (t0, cpu0, wait0, g0, b0, o0), (t1, cpu1, wait1, g1, b1, o1) = (
+        marks if len(marks) == 2 else [(0.0, 0.0, 0.0, 0, None, 0.0)] * 2)
+    busy1, own1 = busy(), own_cpu()      # (the tree is gone: only the cores' busy time is left to read)
+    # the others: what the cores did beyond the run and the tool's work for it (draining its output, sampling it)
+    others = None if busy0 is None or busy1 is None else round(max(0.0, busy1 - busy0 - meter.seconds - (own1 - own0)), 3)
+    window_others = None if b0 is None or b1 is None else round(max(0.0, b1 - b0 - (cpu1 - cpu0) - (o1 - o0)), 3)
     return RunResult(returncode=code, timed_out=killed == "timeout", seconds=seconds, log_path=str(log_path),
                      summary=parse_summary(tail), tail=tail[-8192:], peak_rss_mb=peak, killed=killed,
                      log_bytes=drain.total, cpu_seconds=round(meter.seconds, 3),

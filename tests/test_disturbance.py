@@ -127,6 +127,10 @@ def test_a_run_that_starved_itself_is_judged_as_it_ran():
         gpu.learn(Measurement(TrialState.KEEP, 1.0, runner.RunResult(0, False, 10.0, "", cpu_seconds=cpu, gpu_util=90.0)))
     shared = dataclasses.replace(slept, gpu_util=90.0, gpu_shared=0.9)
     assert "another process used its GPU during 90%" in gpu.disturbed(Measurement(TrialState.KEEP, 1.0, shared))
+    idled = dataclasses.replace(slept, cpu_seconds=17.5, gpu_util=30.0)           # it slept: its GPU idled too
+    assert gpu.disturbed(Measurement(TrialState.KEEP, 1.0, idled)) == ""
+    fed_poorly = dataclasses.replace(idled, others=9.0)                           # a hog took the CPU that feeds it
+    assert "its GPU was busy 30% of the run" in gpu.disturbed(Measurement(TrialState.KEEP, 1.0, fed_poorly))
 
 
 def test_the_meter_sees_other_processes_on_the_runs_cores(tmp_path):
@@ -139,6 +143,36 @@ def test_the_meter_sees_other_processes_on_the_runs_cores(tmp_path):
         hog.wait()
     assert r.ok and r.others is not None and r.others >= 0.5      # about 2 CPU s of the hog's, at most 4 (2 cores)
     assert r.others <= r.seconds * len(os.sched_getaffinity(0))
+
+
+def test_the_tools_own_work_for_a_run_is_not_other_load(tmp_path, monkeypatch):
+    """A run that floods its output keeps the tool's drain thread busy. That CPU is spent on the run's behalf: it
+    must not read as other processes on its cores, the evidence a disturbed run needs (so a run could flood
+    whenever its loss looked poor, and be measured again). The machine here is made quiet (its cores busy with
+    this process and its children only), as other pytest workers may load it."""
+    import psutil
+    from autoresearch import disturbance
+
+    def quiet(proc_root="/proc"):          # /proc/stat's busy time on a machine running only the tool and its runs
+        t, tree = os.times(), 0.0
+        for p in psutil.Process().children(recursive=True):
+            try:
+                c = p.cpu_times()
+                tree += c.user + c.system + c.children_user + c.children_system
+            except psutil.Error:
+                pass
+        return t.user + t.system + t.children_user + t.children_system + tree
+    monkeypatch.setattr(disturbance, "busy", quiet)
+    monkeypatch.setattr(runner, "busy", quiet)
+    flood = ("import sys\nprint('progress: 0.10 loss: 5.0', flush=True)\nb = b'x' * 65535 + b'\\n'\n"
+             "for _ in range(20000): sys.stdout.buffer.write(b)\n"
+             "sys.stdout.flush()\nprint('progress: 0.90 loss: 5.0', flush=True)\nimport time\ntime.sleep(2)\n")  # 1.3 GB between
+    before = disturbance.own_cpu()
+    r = runner.run([sys.executable, "-c", flood], tmp_path, 600, tmp_path / "log")
+    spent = disturbance.own_cpu() - before
+    assert r.ok and r.log_bytes > 20000 * 65536 and r.window_seconds > 0
+    assert spent > 0.2                      # the drain's work: at least this much CPU for 1.3 GB
+    assert r.others is not None and r.others < 0.1 and r.window_others < 0.1
 
 
 def test_a_run_that_waited_for_cores_is_disturbed_though_its_threads_spun():
