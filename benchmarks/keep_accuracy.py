@@ -212,6 +212,7 @@ def _workspace(budget, change):
 def real_pools(budget, runs, change):
     from autoresearch import knobs
     from autoresearch.measurement import measure
+    from autoresearch.sandbox import detect
 
     ws, h, sums, original, name, value, current = _workspace(budget, change)
     train = ws.root / "train.py"
@@ -220,7 +221,8 @@ def real_pools(budget, runs, change):
         for label, edits in (("A", {"SEED": 1000 + i}), ("B", {"SEED": 1000 + i, name: value})):
             train.write_text(knobs.rewrite(original, edits))
             m = measure(ws.root, h, sums, ws.root / f".autoresearch/logs/acc-{label}{i}.log",
-                        ws.root / f".autoresearch/models/acc-{label}{i}.pt", rescore=False)
+                        ws.root / f".autoresearch/models/acc-{label}{i}.pt", rescore=False,
+                        sandbox=detect("none"))     # unsandboxed: it evaluates itself (hog_pools says why)
             print(f"  {label} run {i}: {m.state.value} {m.value}", flush=True)
             if m.value is not None:
                 pools[label].append(m.value)
