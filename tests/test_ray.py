@@ -181,3 +181,22 @@ def test_a_ray_study_whose_node_is_off_the_drivers_disk_runs_trials_warm(ray_loc
     assert base.values == (value(), value()) and "no compile cache" in base.extra["disturbed"]
     assert trial.values == (value(2.0),) and trial.state == TrialState.KEEP       # warm on the node too
     assert not (tmp_path / "driver").exists()
+
+
+def test_a_node_keeps_the_compile_caches_used_last_and_removes_older_ones(tmp_path):
+    """Each study leaves its baseline's compile cache on every node its tasks ran on (about 150 MB on the CPU,
+    in the temp folder, often memory): a node keeps the copies used last and removes the rest when it keeps a
+    new one. Copies being written and a baseline task's own folder are not its to remove."""
+    import os
+
+    from autoresearch.executors.ray import prune_copies
+    names = [f"{i:016x}" for i in range(5)]
+    for age, name in enumerate(names):
+        (tmp_path / name / "inductor").mkdir(parents=True)
+        os.utime(tmp_path / name, (1e9 - age * 1000, 1e9 - age * 1000))   # names[0] used last
+    (tmp_path / f"{names[4]}.123.456.tmp").mkdir()                         # being written
+    (tmp_path / "t-b1-4242").mkdir()                                         # a baseline task's own
+    os.utime(tmp_path / "t-b1-4242", (1.0, 1.0))
+    assert sorted(prune_copies(tmp_path, 3)) == names[3:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[:3] + [f"{names[4]}.123.456.tmp", "t-b1-4242"])
+    assert prune_copies(tmp_path, 3) == [] and prune_copies(tmp_path / "none", 3) == []

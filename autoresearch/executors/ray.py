@@ -17,13 +17,15 @@ A baseline run there returns its cache, the driver keeps it as the study's, and 
 carries it (once per node in the object store). Only the baseline's (the human's code's) cache is
 ever shipped: a trial's is the agent's output. A node keeps each study's copy (named by its digest) in
 its temp folder: a few MB of kernels, and on the CPU inductor's precompiled C++ header (about 150 MB,
-which every sandboxed run would otherwise build again: measurement.headers).
+which every sandboxed run would otherwise build again: measurement.headers). A node keeps the NODE_COPIES
+copies used last and removes older ones when it keeps a new one (a temp folder is often memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +38,7 @@ from autoresearch.executors.base import Executor, Job, Outcome, Setup, crashed
 from autoresearch.measurement import compile_cache, seed_cache
 
 MAX_LOG_BYTES = 20 * 2**20
+NODE_COPIES = 3          # studies' compile caches a node keeps (the ones used last); older ones are removed
 
 
 def _ray():
@@ -116,8 +119,30 @@ def _node_cache(job: Job, setup: Setup, shipped) -> Path | None:
         return None
     if shipped is None:
         return node_copy(f"{setup.tag}-{job.key}-{os.getpid()}")
-    _keep(shipped[1], node_copy(shipped[0]))
-    return node_copy(shipped[0])
+    copy = node_copy(shipped[0])
+    if not copy.exists():
+        _keep(shipped[1], copy)
+        prune_copies(copy.parent, NODE_COPIES)
+    try:
+        os.utime(copy)                    # used now: the last a later prune removes
+    except OSError:
+        pass
+    return copy
+
+
+def prune_copies(folder: Path, keep: int) -> list[str]:
+    """Remove all but the `keep` compile-cache copies in folder used last (by mtime: each use touches its
+    copy). A copy being written (`*.tmp`) or a baseline task's own folder (it removes it itself) is left
+    alone. Returns the names removed. Where more than `keep` studies use one node at once, a task may find its
+    copy gone: it then keeps it again from what it carries."""
+    try:
+        copies = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f]{16}", p.name)]
+        copies.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    for p in copies[keep:]:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in copies[keep:]]
 
 
 def run_task(job: Job, common: dict, editable: dict, setup: Setup, env: dict, memory_limit_mb: float,
