@@ -1,0 +1,117 @@
+"""Where a run's noise comes from: the seed, or the machine's speed (steps done in the time budget).
+
+    python benchmarks/noise_sources.py --budget 60 --seeds 5 --change ADAM_BETA2=0.9,MATRIX_LR=0.05
+
+Real runs of the default harness (cpu profile), unsandboxed so that each evaluates itself. For each
+seed: the defaults (A), the defaults again on the same seed (A'), then each change on that seed. The
+runs of one seed follow one another, so they meet nearly the same machine. Printed:
+- A across seeds: the noise a repeat of one code shows (what the judge measures);
+- A' - A: the same seed and code, so only the machine's speed differs (the steps it got);
+- each change - A on the same seed (paired) against two runs on different seeds (unpaired), and the
+  correlation between A and the change across seeds;
+- the same after taking out the steps (val_bpb less slope x steps, the slope fitted over all runs):
+  what would be left if every run got the same number of steps.
+Each run's line has its steps and its CPU s per wall s while it trained: a machine that is slower
+per CPU second (not one whose CPU is taken) shows fewer steps at the same CPU share.
+Nothing here changes what the tool does; it prints what a study's judge could gain by pairing runs on
+seeds, or by runs that do not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save: str | None):
+    from autoresearch import knobs
+    from autoresearch.measurement import measure
+    from autoresearch.sandbox import detect
+    from benchmarks.keep_accuracy import _workspace
+
+    ws, h, sums, original, _, _, current = _workspace(budget, "=".join(changes[0]) if changes else "SEED=42")
+    train, cache, rows = ws.root / "train.py", ws.root / ".autoresearch" / "compile-cache", []
+    arms = [("A", {}), ("A'", {})] + [(f"{n}={v}", {n: type(current[n].value)(v)}) for n, v in changes]
+    # a first run, not counted, leaves the compile cache every later one starts from, as a study's first does
+    train.write_text(knobs.rewrite(original, {"SEED": 999}))
+    measure(ws.root, h, sums, ws.root / ".autoresearch/logs/noise-warmup.log", ws.root / ".autoresearch/models/warmup.pt",
+            rescore=False, sandbox=detect("none"), compile_cache=cache, seeds=True)
+    for seed in range(seeds):
+        for label, edits in arms:
+            train.write_text(knobs.rewrite(original, {"SEED": 1000 + seed, **edits}))
+            stem = f"noise-{seed}-{len(rows)}"
+            m = measure(ws.root, h, sums, ws.root / f".autoresearch/logs/{stem}.log",
+                        ws.root / f".autoresearch/models/{stem}.pt", rescore=False, sandbox=detect("none"),
+                        compile_cache=cache)
+            r = m.result
+            cpu, _, wall, _ = r.judged
+            row = dict(seed=seed, arm=label, value=m.value, steps=r.summary.get("num_steps"),
+                       share=round(cpu / wall, 3) if wall else None, cold=m.cold)
+            print(f"  seed {seed} {label:<22} val_bpb {m.value}  steps {row['steps']}  CPU s per s {row['share']}"
+                  f"{'  (compiled cold: left out)' if m.cold else ''}", flush=True)
+            if save:
+                with open(save, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            rows.append(row)
+    train.write_text(original)
+    return rows
+
+
+def report(rows) -> None:
+    rows = [r for r in rows if r["value"] is not None and r["steps"] and not r.get("cold")]
+    by = collections.defaultdict(dict)
+    for r in rows:
+        by[r["arm"]][r["seed"]] = r
+    fit = statistics.linear_regression([r["steps"] for r in rows], [r["value"] for r in rows])
+    print(f"\nval_bpb against steps over all {len(rows)} runs: slope {fit.slope:+.5f} per step, "
+          f"correlation {statistics.correlation([r['steps'] for r in rows], [r['value'] for r in rows]):+.2f}")
+
+    def adj(r):
+        return r["value"] - fit.slope * r["steps"]
+
+    a = by.get("A", {})
+    if len(a) >= 2:
+        vals = [r["value"] for r in a.values()]
+        print(f"A across seeds: sd {statistics.stdev(vals):.4f} ({100 * statistics.stdev(vals) / statistics.fmean(vals):.2f}%), "
+              f"at equal steps {statistics.stdev([adj(r) for r in a.values()]):.4f}; "
+              f"steps {min(r['steps'] for r in a.values()):.0f}-{max(r['steps'] for r in a.values()):.0f}")
+    for arm, b in by.items():
+        common = sorted(set(a) & set(b)) if arm != "A" else []
+        if len(common) < 2:
+            continue
+        d = [b[s]["value"] - a[s]["value"] for s in common]
+        da = [adj(b[s]) - adj(a[s]) for s in common]
+        unpaired = [b[s]["value"] - a[t]["value"] for s in common for t in common if t != s]
+        rho = statistics.correlation([a[s]["value"] for s in common], [b[s]["value"] for s in common]) \
+            if len(common) > 2 else float("nan")
+        print(f"{arm + ' - A':<26} mean {statistics.fmean(d):+.4f}; sd of a difference: paired {statistics.stdev(d):.4f}, "
+              f"unpaired {statistics.stdev(unpaired):.4f} (rho {rho:+.2f}); paired at equal steps: mean "
+              f"{statistics.fmean(da):+.4f}, sd {statistics.stdev(da):.4f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds of training per run (cpu profile: 60)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--change", default="ADAM_BETA2=0.9,MATRIX_LR=0.05", help="NAME=VALUE[,NAME=VALUE...]: the changes")
+    ap.add_argument("--save", help="append each run as a JSON line to this file")
+    ap.add_argument("--load", help="report on runs saved with --save instead of running")
+    args = ap.parse_args()
+    if args.load:
+        rows = [json.loads(line) for line in open(args.load)]
+    else:
+        changes = [tuple(c.split("=", 1)) for c in args.change.split(",") if c]
+        print(f"cpu profile, {args.budget:g} s, {args.seeds} seeds: A, A' (A again) and {len(changes)} change(s) per seed",
+              flush=True)
+        rows = measure_all(args.budget, args.seeds, changes, args.save)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
