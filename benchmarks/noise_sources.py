@@ -13,6 +13,8 @@ runs of one seed follow one another, so they meet nearly the same machine. Print
   what would be left if every run got the same number of steps.
 Each run's line has its steps and its CPU s per wall s while it trained: a machine that is slower
 per CPU second (not one whose CPU is taken) shows fewer steps at the same CPU share.
+--side-by-side: A' and each change run at the same time as a run of A on the same seed, one thread each
+(each pair meets the machine of the same minute), and the sd of those pairs' differences is printed.
 Nothing here changes what the tool does; it prints what a study's judge could gain by pairing runs on
 seeds, or by runs that do not depend on the machine's speed.
 """
@@ -29,37 +31,64 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save: str | None):
+def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save: str | None, side: bool = False):
+    """side: each arm runs at the same time as a run of A on its seed, one thread each (a second workspace)."""
+    import os
+    import threading
+
     from autoresearch import knobs
     from autoresearch.measurement import measure
     from autoresearch.sandbox import detect
     from benchmarks.keep_accuracy import _workspace
 
-    ws, h, sums, original, _, _, current = _workspace(budget, "=".join(changes[0]) if changes else "SEED=42")
-    train, cache, rows = ws.root / "train.py", ws.root / ".autoresearch" / "compile-cache", []
+    if side:        # the runs' thread count (the user's value wins over the cores the tool may use)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    spaces = [_workspace(budget, "=".join(changes[0]) if changes else "SEED=42") for _ in range(2 if side else 1)]
+    current, rows = spaces[0][6], []
     arms = [("A", {}), ("A'", {})] + [(f"{n}={v}", {n: type(current[n].value)(v)}) for n, v in changes]
-    # a first run, not counted, leaves the compile cache every later one starts from, as a study's first does
-    train.write_text(knobs.rewrite(original, {"SEED": 999}))
-    measure(ws.root, h, sums, ws.root / ".autoresearch/logs/noise-warmup.log", ws.root / ".autoresearch/models/warmup.pt",
-            rescore=False, sandbox=detect("none"), compile_cache=cache, seeds=True)
+
+    def one(k, seed, edits, stem, seeds=False):
+        ws, h, sums, original = spaces[k][:4]
+        (ws.root / "train.py").write_text(knobs.rewrite(original, {"SEED": seed, **edits}))
+        # a first run, not counted, leaves the compile cache every later one starts from, as a study's first does
+        return measure(ws.root, h, sums, ws.root / f".autoresearch/logs/{stem}.log",
+                       ws.root / f".autoresearch/models/{stem}.pt", rescore=False, sandbox=detect("none"),
+                       compile_cache=ws.root / ".autoresearch" / "compile-cache", seeds=seeds)
+
+    def record(seed, label, m, pair):
+        r = m.result
+        cpu, _, wall, _ = r.judged
+        row = dict(seed=seed, arm=label, value=m.value, steps=r.summary.get("num_steps"),
+                   share=round(cpu / wall, 3) if wall else None, cold=m.cold, pair=pair)
+        print(f"  seed {seed} {label:<22} val_bpb {m.value}  steps {row['steps']}  CPU s per s {row['share']}"
+              f"{'' if pair is None else f'  (pair {pair})'}{'  (compiled cold: left out)' if m.cold else ''}",
+              flush=True)
+        if save:
+            with open(save, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        rows.append(row)
+
+    warm = [threading.Thread(target=one, args=(k, 999, {}, "warmup", True)) for k in range(len(spaces))]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
     for seed in range(seeds):
-        for label, edits in arms:
-            train.write_text(knobs.rewrite(original, {"SEED": 1000 + seed, **edits}))
-            stem = f"noise-{seed}-{len(rows)}"
-            m = measure(ws.root, h, sums, ws.root / f".autoresearch/logs/{stem}.log",
-                        ws.root / f".autoresearch/models/{stem}.pt", rescore=False, sandbox=detect("none"),
-                        compile_cache=cache)
-            r = m.result
-            cpu, _, wall, _ = r.judged
-            row = dict(seed=seed, arm=label, value=m.value, steps=r.summary.get("num_steps"),
-                       share=round(cpu / wall, 3) if wall else None, cold=m.cold)
-            print(f"  seed {seed} {label:<22} val_bpb {m.value}  steps {row['steps']}  CPU s per s {row['share']}"
-                  f"{'  (compiled cold: left out)' if m.cold else ''}", flush=True)
-            if save:
-                with open(save, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-            rows.append(row)
-    train.write_text(original)
+        if not side:
+            for label, edits in arms:
+                record(seed, label, one(0, 1000 + seed, edits, f"noise-{seed}-{len(rows)}"), None)
+            continue
+        for label, edits in arms[1:]:
+            out = [None, None]
+            ts = [threading.Thread(target=lambda k, e: out.__setitem__(k, one(k, 1000 + seed, e, f"noise-{seed}-{len(rows)}")),
+                                   args=(k, e)) for k, e in ((0, {}), (1, edits))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            pair = len(rows) // 2
+            record(seed, "A", out[0], pair)
+            record(seed, label, out[1], pair)
     return rows
 
 
@@ -75,6 +104,22 @@ def report(rows) -> None:
     def adj(r):
         return r["value"] - fit.slope * r["steps"]
 
+    pairs = collections.defaultdict(dict)
+    for r in rows:
+        if r.get("pair") is not None:
+            pairs[r["pair"]]["A" if r["arm"] == "A" else "other"] = r
+    if pairs:       # side by side: each arm against the A that ran beside it
+        diffs = collections.defaultdict(list)
+        for p in pairs.values():
+            if "A" in p and "other" in p:
+                diffs[p["other"]["arm"]].append((p["other"]["value"] - p["A"]["value"],
+                                                 p["other"]["steps"] - p["A"]["steps"]))
+        for arm, d in diffs.items():
+            if len(d) >= 2:
+                print(f"{arm + ' - A, side by side':<32} mean {statistics.fmean(x for x, _ in d):+.4f}, sd of a difference "
+                      f"{statistics.stdev(x for x, _ in d):.4f} ({len(d)} pairs; steps apart {min(s for _, s in d):+.0f} "
+                      f"to {max(s for _, s in d):+.0f})")
+        return
     a = by.get("A", {})
     if len(a) >= 2:
         vals = [r["value"] for r in a.values()]
@@ -101,15 +146,17 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--change", default="ADAM_BETA2=0.9,MATRIX_LR=0.05", help="NAME=VALUE[,NAME=VALUE...]: the changes")
     ap.add_argument("--save", help="append each run as a JSON line to this file")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="run each arm at the same time as a run of A on its seed, one thread each")
     ap.add_argument("--load", help="report on runs saved with --save instead of running")
     args = ap.parse_args()
     if args.load:
         rows = [json.loads(line) for line in open(args.load)]
     else:
         changes = [tuple(c.split("=", 1)) for c in args.change.split(",") if c]
-        print(f"cpu profile, {args.budget:g} s, {args.seeds} seeds: A, A' (A again) and {len(changes)} change(s) per seed",
-              flush=True)
-        rows = measure_all(args.budget, args.seeds, changes, args.save)
+        print(f"cpu profile, {args.budget:g} s, {args.seeds} seeds: A, A' (A again) and {len(changes)} change(s) per seed"
+              f"{', each beside a run of A (one thread each)' if args.side_by_side else ''}", flush=True)
+        rows = measure_all(args.budget, args.seeds, changes, args.save, args.side_by_side)
     report(rows)
 
 
