@@ -50,7 +50,6 @@ def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save:
     def one(k, seed, edits, stem, seeds=False):
         ws, h, sums, original = spaces[k][:4]
         (ws.root / "train.py").write_text(knobs.rewrite(original, {"SEED": seed, **edits}))
-        # a first run, not counted, leaves the compile cache every later one starts from, as a study's first does
         return measure(ws.root, h, sums, ws.root / f".autoresearch/logs/{stem}.log",
                        ws.root / f".autoresearch/models/{stem}.pt", rescore=False, sandbox=detect("none"),
                        compile_cache=ws.root / ".autoresearch" / "compile-cache", seeds=seeds)
@@ -68,35 +67,34 @@ def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save:
                 f.write(json.dumps(row) + "\n")
         rows.append(row)
 
-    warm = [threading.Thread(target=one, args=(k, 999, {}, "warmup", True)) for k in range(len(spaces))]
-    for t in warm:
-        t.start()
-    for t in warm:
-        t.join()
+    def together(*calls):
+        """The calls' results, each call run in a thread of its own, all at the same time."""
+        out = [None] * len(calls)
+        threads = [threading.Thread(target=lambda i, c: out.__setitem__(i, c()), args=(i, c)) for i, c in enumerate(calls)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    # a first run in each workspace, not counted, leaves the compile cache every later one starts from, as a study's does
+    together(*(lambda k=k: one(k, 999, {}, "warmup", seeds=True) for k in range(len(spaces))))
     for seed in range(seeds):
         if not side:
             for label, edits in arms:
                 record(seed, label, one(0, 1000 + seed, edits, f"noise-{seed}-{len(rows)}"), None)
             continue
         for label, edits in arms[1:]:
-            out = [None, None]
-            ts = [threading.Thread(target=lambda k, e: out.__setitem__(k, one(k, 1000 + seed, e, f"noise-{seed}-{len(rows)}")),
-                                   args=(k, e)) for k, e in ((0, {}), (1, edits))]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+            stem = f"noise-{seed}-{len(rows)}"
+            a, b = together(lambda: one(0, 1000 + seed, {}, stem), lambda: one(1, 1000 + seed, edits, stem))
             pair = len(rows) // 2
-            record(seed, "A", out[0], pair)
-            record(seed, label, out[1], pair)
+            record(seed, "A", a, pair)
+            record(seed, label, b, pair)
     return rows
 
 
 def report(rows) -> None:
     rows = [r for r in rows if r["value"] is not None and r["steps"] and not r.get("cold")]
-    by = collections.defaultdict(dict)
-    for r in rows:
-        by[r["arm"]][r["seed"]] = r
     fit = statistics.linear_regression([r["steps"] for r in rows], [r["value"] for r in rows])
     print(f"\nval_bpb against steps over all {len(rows)} runs: slope {fit.slope:+.5f} per step, "
           f"correlation {statistics.correlation([r['steps'] for r in rows], [r['value'] for r in rows]):+.2f}")
@@ -120,6 +118,9 @@ def report(rows) -> None:
                       f"{statistics.stdev(x for x, _ in d):.4f} ({len(d)} pairs; steps apart {min(s for _, s in d):+.0f} "
                       f"to {max(s for _, s in d):+.0f})")
         return
+    by = collections.defaultdict(dict)      # one after the other: each arm against A on its seed
+    for r in rows:
+        by[r["arm"]][r["seed"]] = r
     a = by.get("A", {})
     if len(a) >= 2:
         vals = [r["value"] for r in a.values()]
