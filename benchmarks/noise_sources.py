@@ -95,12 +95,17 @@ def measure_all(budget: float, seeds: int, changes: list[tuple[str, str]], save:
 
 def report(rows) -> None:
     rows = [r for r in rows if r["value"] is not None and r["steps"] and not r.get("cold")]
-    fit = statistics.linear_regression([r["steps"] for r in rows], [r["value"] for r in rows])
-    print(f"\nval_bpb against steps over all {len(rows)} runs: slope {fit.slope:+.5f} per step, "
-          f"correlation {statistics.correlation([r['steps'] for r in rows], [r['value'] for r in rows]):+.2f}")
+    steps, values = [r["steps"] for r in rows], [r["value"] for r in rows]
+    if len(set(steps)) > 1:
+        slope = statistics.linear_regression(steps, values).slope
+        print(f"\nval_bpb against steps over all {len(rows)} runs: slope {slope:+.5f} per step, "
+              f"correlation {statistics.correlation(steps, values):+.2f}")
+    else:       # (a short budget: every run the same steps, nothing to take out)
+        slope = 0.0
+        print(f"\nevery run did {steps[0] if steps else 0:.0f} steps: no slope to take out")
 
     def adj(r):
-        return r["value"] - fit.slope * r["steps"]
+        return r["value"] - slope * r["steps"]
 
     pairs = collections.defaultdict(dict)
     for r in rows:
